@@ -1,0 +1,1 @@
+"""fediverse-stories: a self-hosted, federated story-sharing server."""

@@ -1,0 +1,116 @@
+"""The ASGI application: routes, middleware and lifespan of one instance."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from fediverse_stories.context import Clock, Context, utc_now
+from fediverse_stories.services.instance import load_secret
+from fediverse_stories.settings import Settings
+from fediverse_stories.web import auth, health, pages
+from fediverse_stories.web.sessions import InstanceSessionMiddleware
+from fediverse_stories.web.templating import render
+from fediverse_stories.worker import Worker
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+    (b"x-frame-options", b"DENY"),
+    (
+        b"content-security-policy",
+        b"default-src 'none'; style-src 'self'; img-src 'self' https: data:; "
+        b"form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+    ),
+]
+
+
+class SecurityHeadersMiddleware:
+    """Headers that keep remote content inert even if a sanitiser ever missed something."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                extra = [(n, v) for n, v in SECURITY_HEADERS if n not in present]
+                message["headers"] = list(message.get("headers", [])) + extra
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if "html" in request.headers.get("accept", "") or request.method == "POST":
+        return render(
+            request,
+            "error.html",
+            {"status": exc.status_code, "detail": exc.detail},
+            exc.status_code,
+        )
+    return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+def create_app(
+    settings: Settings,
+    http_client: httpx.AsyncClient | None = None,
+    *,
+    clock: Clock = utc_now,
+    run_worker: bool = False,
+) -> Starlette:
+    """One instance as an ASGI app; `run_worker` runs the background worker in-process."""
+    ctx = Context.build(settings, clock=clock, http=http_client)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await load_secret(ctx)
+        worker_task: asyncio.Task[None] | None = None
+        stop = asyncio.Event()
+        if run_worker:
+            worker_task = asyncio.create_task(Worker(ctx).run_forever(stop))
+        try:
+            yield
+        finally:
+            stop.set()
+            if worker_task is not None:
+                await worker_task
+            await ctx.close()
+
+    routes = [
+        *pages.routes,
+        *auth.routes,
+        *health.routes,
+        Mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static"),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=[
+            Middleware(SecurityHeadersMiddleware),
+            Middleware(InstanceSessionMiddleware, ctx=ctx),
+        ],
+        exception_handlers={HTTPException: http_error},
+        lifespan=lifespan,
+    )
+    app.state.ctx = ctx
+    return app

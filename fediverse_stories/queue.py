@@ -1,0 +1,136 @@
+"""The durable job queue in the database: enqueue, claim under a lease, finish, retry, give up.
+
+On PostgreSQL, any number of workers claim with `FOR UPDATE SKIP LOCKED`; on SQLite one
+in-process worker claims with a guarded UPDATE. A job whose worker died is claimed again once
+its lease has expired, so delivery is at least once.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fediverse_stories.context import Context
+from fediverse_stories.db.models import Job, JobState
+
+MAX_ERROR_LENGTH = 2000
+
+
+def enqueue(
+    session: AsyncSession,
+    ctx: Context,
+    kind: str,
+    payload: dict[str, Any],
+    *,
+    run_at: datetime | None = None,
+) -> Job:
+    """Add a job in the caller's transaction: it exists exactly when the caller's change commits."""
+    now = ctx.clock()
+    job = Job(
+        kind=kind,
+        payload=payload,
+        state=JobState.QUEUED,
+        attempts=0,
+        run_at=run_at or now,
+        created_at=now,
+    )
+    session.add(job)
+    return job
+
+
+def _claimable(now: datetime) -> Any:
+    return or_(
+        (Job.state == JobState.QUEUED) & (Job.run_at <= now),
+        (Job.state == JobState.CLAIMED) & (Job.lease_until < now),
+    )
+
+
+async def claim(ctx: Context, worker_id: str, limit: int) -> list[Job]:
+    """Claim up to `limit` due jobs for this worker under a lease."""
+    now = ctx.clock()
+    lease_until = now + timedelta(seconds=ctx.settings.job_lease_seconds)
+    async with ctx.sessions.begin() as session:
+        query = select(Job.id).where(_claimable(now)).order_by(Job.run_at, Job.id).limit(limit)
+        if not ctx.settings.is_sqlite:
+            query = query.with_for_update(skip_locked=True)
+        ids = list((await session.execute(query)).scalars())
+        if not ids:
+            return []
+        # The WHERE repeats the claimable test: on SQLite it is what makes the claim exclusive.
+        claimed = await session.execute(
+            update(Job)
+            .where(Job.id.in_(ids), _claimable(now))
+            .values(
+                state=JobState.CLAIMED,
+                lease_until=lease_until,
+                claimed_by=worker_id,
+                attempts=Job.attempts + 1,
+            )
+            .returning(Job)
+            .execution_options(synchronize_session=False)
+        )
+        return list(claimed.scalars())
+
+
+async def finish(ctx: Context, job: Job) -> None:
+    await _close(ctx, job, state=JobState.DONE, error=None)
+
+
+async def give_up(ctx: Context, job: Job, reason: str) -> None:
+    await _close(ctx, job, state=JobState.FAILED, error=reason)
+
+
+async def retry_at(ctx: Context, job: Job, when: datetime, reason: str) -> None:
+    async with ctx.sessions.begin() as session:
+        await session.execute(
+            update(Job)
+            .where(Job.id == job.id, Job.claimed_by == job.claimed_by)
+            .values(
+                state=JobState.QUEUED,
+                run_at=when,
+                lease_until=None,
+                claimed_by=None,
+                last_error=reason[:MAX_ERROR_LENGTH],
+            )
+        )
+
+
+async def release(ctx: Context, job: Job) -> None:
+    """Hand a claimed job back untouched (a worker stopping before it ran it)."""
+    async with ctx.sessions.begin() as session:
+        await session.execute(
+            update(Job)
+            .where(Job.id == job.id, Job.claimed_by == job.claimed_by)
+            .values(
+                state=JobState.QUEUED, lease_until=None, claimed_by=None, attempts=Job.attempts - 1
+            )
+        )
+
+
+async def _close(ctx: Context, job: Job, *, state: JobState, error: str | None) -> None:
+    async with ctx.sessions.begin() as session:
+        await session.execute(
+            update(Job)
+            .where(Job.id == job.id, Job.claimed_by == job.claimed_by)
+            .values(
+                state=state,
+                lease_until=None,
+                finished_at=ctx.clock(),
+                last_error=error[:MAX_ERROR_LENGTH] if error else None,
+            )
+        )
+
+
+async def pending_count(ctx: Context) -> int:
+    from sqlalchemy import func
+
+    async with ctx.sessions() as session:
+        query = (
+            select(func.count())
+            .select_from(Job)
+            .where(Job.state.in_([JobState.QUEUED, JobState.CLAIMED]))
+        )
+        return int((await session.execute(query)).scalar_one())

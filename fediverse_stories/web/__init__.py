@@ -1,0 +1,1 @@
+"""HTTP endpoints: HTML pages, forms, health; the ActivityPub endpoints join them here."""

@@ -1,0 +1,26 @@
+"""Who is signed in: the account behind the session cookie, if any."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import Request
+
+from fediverse_stories.db.models import Account
+
+
+async def current_account(request: Request, session: AsyncSession) -> Account | None:
+    """The signed-in account, or None; a disabled or deleted account ends the session."""
+    account_id = request.session.get("uid")
+    if not isinstance(account_id, int):
+        return None
+    account = await session.get(Account, account_id)
+    if (
+        account is None
+        or account.disabled
+        or request.session.get("pw") != account.password_hash[-16:]
+    ):
+        # A password change signs out every other session.
+        request.session.pop("uid", None)
+        return None
+    request.scope["account"] = account
+    return account

@@ -1,0 +1,67 @@
+"""The public HTML pages: home, story, author profile."""
+
+from __future__ import annotations
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from fediverse_stories.context import Context
+from fediverse_stories.db.models import Visibility
+from fediverse_stories.services import stories
+from fediverse_stories.services.actors import local_actor
+from fediverse_stories.services.errors import NotFound
+from fediverse_stories.web.current import current_account
+from fediverse_stories.web.templating import render
+
+
+async def home(request: Request) -> Response:
+    ctx: Context = request.app.state.ctx
+    async with ctx.sessions() as session:
+        await current_account(request, session)
+        latest = await stories.latest_public(session, limit=30)
+    return render(request, "home.html", {"stories": latest})
+
+
+async def story_page(request: Request) -> Response:
+    ctx: Context = request.app.state.ctx
+    story_id = _int_param(request, "story_id")
+    async with ctx.sessions() as session:
+        await current_account(request, session)
+        try:
+            story = await stories.get_local_story(session, story_id)
+        except NotFound:
+            raise HTTPException(404, "No such story.") from None
+        if story.deleted_at is not None:
+            return render(request, "gone.html", {}, status_code=410)
+        if story.visibility == Visibility.FOLLOWERS:
+            raise HTTPException(404, "No such story.")
+        comments = await stories.visible_comments(session, story.id)
+    return render(request, "story.html", {"story": story, "comments": comments})
+
+
+async def profile(request: Request) -> Response:
+    ctx: Context = request.app.state.ctx
+    username = request.path_params["username"]
+    async with ctx.sessions() as session:
+        await current_account(request, session)
+        actor = await local_actor(session, ctx, username)
+        if actor is None or actor.type == "Application":
+            raise HTTPException(404, "No such account.")
+        written = await stories.by_author(session, actor.id)
+    return render(request, "profile.html", {"actor": actor, "stories": written})
+
+
+def _int_param(request: Request, name: str) -> int:
+    value = request.path_params[name]
+    if not isinstance(value, int) or value <= 0 or value > 2**62:
+        raise HTTPException(404, "Not found.")
+    return value
+
+
+routes = [
+    Route("/", home, methods=["GET"]),
+    Route("/stories/{story_id:int}", story_page, methods=["GET"]),
+    Route("/users/{username}", profile, methods=["GET"]),
+]

@@ -1,0 +1,29 @@
+"""The Jinja2 environment (autoescaped) and a render helper that adds what every page needs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+from starlette.templating import Jinja2Templates
+
+from fediverse_stories.web.sessions import csrf_token
+
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+
+templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
+
+
+def render(
+    request: Request, name: str, context: dict[str, Any], status_code: int = 200
+) -> HTMLResponse:
+    ctx = request.app.state.ctx
+    context = {
+        "settings": ctx.settings,
+        "account": request.scope.get("account"),
+        "csrf_token": lambda: csrf_token(request),
+        **context,
+    }
+    return templates.TemplateResponse(request, name, context, status_code=status_code)

@@ -1,0 +1,179 @@
+"""The `fediverse-stories` command as operators and scripts run it: a real process, no terminal."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from fediverse_stories.db.engine import make_engine
+from fediverse_stories.db.models import Account, Actor
+from tests.support.databases import DatabaseTemplates
+
+COMMAND = str(Path(sys.executable).with_name("fediverse-stories"))
+
+
+def run(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("FEDIVERSE_STORIES_")}
+    full_env.update(env)
+    return subprocess.run(
+        [COMMAND, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=120,
+        check=False,
+    )
+
+
+async def counts(database_url: str) -> tuple[int, int]:
+    engine = make_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            actors = (
+                await connection.execute(select(func.count()).select_from(Actor))
+            ).scalar_one()
+            accounts = (
+                await connection.execute(select(func.count()).select_from(Account))
+            ).scalar_one()
+    finally:
+        await engine.dispose()
+    return actors, accounts
+
+
+@pytest.fixture
+async def operator_env(database_templates: DatabaseTemplates, tmp_path: Path) -> dict[str, str]:
+    url = await database_templates.new_database("http://a.test")
+    return database_templates.settings_environ("http://a.test", url, tmp_path / "data")
+
+
+def assert_one_line_failure(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert result.returncode != 0, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("fediverse-stories: ")
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+async def test_init_creates_the_admin_once_and_is_idempotent(
+    database_templates: DatabaseTemplates, tmp_path: Path
+) -> None:
+    url = await database_templates.empty_database()
+    env = database_templates.settings_environ("http://a.test", url, tmp_path / "data")
+    first = await asyncio.to_thread(run, env, "init")
+    assert first.returncode == 0, first.stderr
+    assert "Password: " in first.stdout
+    second = await asyncio.to_thread(run, env, "init")
+    assert second.returncode == 0, second.stderr
+    assert "Password" not in second.stdout
+    # Instance actor, organisation and admin: three actors, one account.
+    assert await counts(url) == (3, 1)
+
+
+async def test_user_add_creates_an_account_and_prints_its_generated_password(
+    operator_env: dict[str, str],
+) -> None:
+    before = await counts(operator_env["FEDIVERSE_STORIES_DATABASE_URL"])
+    result = await asyncio.to_thread(run, operator_env, "user", "add", "amina", "--role", "author")
+    assert result.returncode == 0, result.stderr
+    assert "http://a.test/users/amina" in result.stdout
+    assert "Password: " in result.stdout
+    after = await counts(operator_env["FEDIVERSE_STORIES_DATABASE_URL"])
+    assert after == (before[0] + 1, before[1] + 1)
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "fragment"),
+    [
+        (("user", "add", "admin"), "", "already taken"),
+        (("user", "add", "bea", "--role", "king"), "", "unknown role 'king'"),
+        (("user", "add", "Bad Name!"), "", "invalid name"),
+        (("user", "add", "instance"), "", "reserved"),
+        (("user", "add", "bea", "--password-stdin"), "short\n", "at least 10 characters"),
+        (("user", "add", "bea", "--password-stdin"), "", "no password on stdin"),
+        (
+            ("user", "password", "nobody", "--password-stdin"),
+            "a-long-password\n",
+            "no account named 'nobody'",
+        ),
+        (("user", "add", "bea", "--display-name", "x" * 201), "", "display name"),
+    ],
+    ids=[
+        "duplicate-name",
+        "bad-role",
+        "bad-name",
+        "reserved-name",
+        "short-password",
+        "no-password",
+        "unknown-user",
+        "long-display-name",
+    ],
+)
+async def test_bad_input_is_one_line_nonzero_and_writes_nothing(
+    operator_env: dict[str, str], args: tuple[str, ...], stdin: str, fragment: str
+) -> None:
+    url = operator_env["FEDIVERSE_STORIES_DATABASE_URL"]
+    before = await counts(url)
+    result = await asyncio.to_thread(run, operator_env, *args, stdin=stdin)
+    assert_one_line_failure(result, fragment)
+    assert await counts(url) == before
+
+
+async def test_unreachable_database_is_one_line(tmp_path: Path) -> None:
+    env = {
+        "FEDIVERSE_STORIES_DATA_DIR": str(tmp_path),
+        # Port 9 on loopback: nothing listens there.
+        "FEDIVERSE_STORIES_DATABASE_URL": "postgresql+asyncpg://nobody:secret@127.0.0.1:9/none",
+    }
+    result = await asyncio.to_thread(run, env, "init")
+    assert_one_line_failure(result, "cannot use the database", "127.0.0.1:9")
+    assert "secret" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "fragment"),
+    [
+        ({"FEDIVERSE_STORIES_BASE_URL": "stories.example.org"}, "must be an origin"),
+        (
+            {"FEDIVERSE_STORIES_BASE_URL": "http://stories.example.org"},
+            "needs an https:// base URL",
+        ),
+        ({"FEDIVERSE_STORIES_MAX_BODY_BYTES": "lots"}, "not a whole number"),
+        ({"FEDIVERSE_STORIES_DATABASE_URL": "mysql://x/y"}, "must start with sqlite+aiosqlite://"),
+        ({"FEDIVERSE_STORIES_DATA_DIR": "/proc/fediverse-stories"}, "not writable"),
+    ],
+    ids=[
+        "no-scheme",
+        "http-in-production",
+        "bad-number",
+        "bad-database-url",
+        "unwritable-data-dir",
+    ],
+)
+async def test_bad_settings_are_one_line_each(
+    tmp_path: Path, env: dict[str, str], fragment: str
+) -> None:
+    env = {"FEDIVERSE_STORIES_DATA_DIR": str(tmp_path), **env}
+    result = await asyncio.to_thread(run, env, "init")
+    assert_one_line_failure(result, fragment)
+
+
+async def test_commands_refuse_an_uninitialised_database(
+    database_templates: DatabaseTemplates, tmp_path: Path
+) -> None:
+    url = await database_templates.empty_database()
+    env = database_templates.settings_environ("http://a.test", url, tmp_path)
+    result = await asyncio.to_thread(run, env, "user", "add", "bea")
+    assert_one_line_failure(result, "run `fediverse-stories init`")
+
+
+async def test_usage_errors_are_one_line() -> None:
+    result = await asyncio.to_thread(run, {}, "user", "frobnicate")
+    assert_one_line_failure(result, "invalid choice")
