@@ -107,6 +107,7 @@ class CommentState(enum.StrEnum):
 class FollowState(enum.StrEnum):
     PENDING = "pending"
     ACCEPTED = "accepted"
+    BLOCKED = "blocked"  # the followed remote actor blocked us: nothing is sent to it
 
 
 class JobState(enum.StrEnum):
@@ -145,12 +146,17 @@ class Actor(Base):
     shared_inbox_url: Mapped[str | None] = mapped_column(URL)
     outbox_url: Mapped[str | None] = mapped_column(URL)
     followers_url: Mapped[str | None] = mapped_column(URL)
+    following_url: Mapped[str | None] = mapped_column(URL)
+    featured_url: Mapped[str | None] = mapped_column(URL)
     key_id: Mapped[str | None] = mapped_column(URL, index=True)
+    key_fetched_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     public_key_pem: Mapped[str | None] = mapped_column(Text)
     private_key_pem: Mapped[str | None] = mapped_column(Text)
     manually_approves_followers: Mapped[bool] = mapped_column(Boolean, default=False)
     hide_followers: Mapped[bool] = mapped_column(Boolean, default=False)
     suspended: Mapped[bool] = mapped_column(Boolean, default=False)
+    blocks_us: Mapped[bool] = mapped_column(Boolean, default=False)
+    raw: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     fetched_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
@@ -205,6 +211,8 @@ class Story(Base):
     published_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    object_type: Mapped[str] = mapped_column(String(32), default="Article")
+    url: Mapped[str | None] = mapped_column(URL)
 
     author: Mapped[Actor] = relationship(lazy="joined")
     tags: Mapped[list[StoryTag]] = relationship(
@@ -286,3 +294,65 @@ class RateLimit(Base):
     key: Mapped[str] = mapped_column(String(300), primary_key=True)
     window_start: Mapped[datetime] = mapped_column(UTCDateTime())
     count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class DomainPolicy(enum.StrEnum):
+    NONE = "none"
+    BLOCKED = "blocked"
+    ALLOWED = "allowed"
+
+
+class Domain(Base):
+    """A remote host (with its port, if any): the operator's policy and its delivery health."""
+
+    __tablename__ = "domains"
+
+    domain: Mapped[str] = mapped_column(String(255), primary_key=True)
+    policy: Mapped[DomainPolicy] = mapped_column(_enum(DomainPolicy), default=DomainPolicy.NONE)
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    first_failure_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_failure_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    failures_since: Mapped[int] = mapped_column(Integer, default=0)
+    failure_days: Mapped[int] = mapped_column(Integer, default=0)
+    unavailable: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class InboxActivity(Base):
+    """A verified incoming activity, stored raw under its id before we answer 202."""
+
+    __tablename__ = "inbox_activities"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    uri: Mapped[str] = mapped_column(URL, unique=True)
+    type: Mapped[str] = mapped_column(String(64))
+    actor_uri: Mapped[str] = mapped_column(URL, index=True)
+    signer_key_id: Mapped[str] = mapped_column(URL)
+    raw: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    outcome: Mapped[str | None] = mapped_column(Text)
+
+
+class Activity(Base):
+    """An activity we sent: stored so that its id dereferences and deliveries can be retried."""
+
+    __tablename__ = "activities"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    uri: Mapped[str | None] = mapped_column(URL, unique=True)
+    actor_id: Mapped[int] = mapped_column(ForeignKey("actors.id"), index=True)
+    type: Mapped[str] = mapped_column(String(64))
+    object_uri: Mapped[str | None] = mapped_column(URL, index=True)
+    raw: Mapped[str] = mapped_column(Text)
+    public: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Tombstone(Base):
+    """A deleted object's id: a replayed Create must not bring it back, even before it arrived."""
+
+    __tablename__ = "tombstones"
+
+    uri: Mapped[str] = mapped_column(URL, primary_key=True)
+    actor_uri: Mapped[str | None] = mapped_column(URL)
+    deleted_at: Mapped[datetime] = mapped_column(UTCDateTime())

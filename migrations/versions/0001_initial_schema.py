@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-29 21:40:47.146823
+Create Date: 2026-11-29 21:48:52.527191
 """
 from __future__ import annotations
 
@@ -35,12 +35,17 @@ def upgrade() -> None:
     sa.Column('shared_inbox_url', sa.String(length=2048), nullable=True),
     sa.Column('outbox_url', sa.String(length=2048), nullable=True),
     sa.Column('followers_url', sa.String(length=2048), nullable=True),
+    sa.Column('following_url', sa.String(length=2048), nullable=True),
+    sa.Column('featured_url', sa.String(length=2048), nullable=True),
     sa.Column('key_id', sa.String(length=2048), nullable=True),
+    sa.Column('key_fetched_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('public_key_pem', sa.Text(), nullable=True),
     sa.Column('private_key_pem', sa.Text(), nullable=True),
     sa.Column('manually_approves_followers', sa.Boolean(), nullable=False),
     sa.Column('hide_followers', sa.Boolean(), nullable=False),
     sa.Column('suspended', sa.Boolean(), nullable=False),
+    sa.Column('blocks_us', sa.Boolean(), nullable=False),
+    sa.Column('raw', sa.Text(), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('fetched_at', sa.DateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_actors')),
@@ -50,6 +55,33 @@ def upgrade() -> None:
     with op.batch_alter_table('actors', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_actors_domain'), ['domain'], unique=False)
         batch_op.create_index(batch_op.f('ix_actors_key_id'), ['key_id'], unique=False)
+
+    op.create_table('domains',
+    sa.Column('domain', sa.String(length=255), nullable=False),
+    sa.Column('policy', sa.Enum('none', 'blocked', 'allowed', name='domainpolicy', native_enum=False, length=32), nullable=False),
+    sa.Column('last_success_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('first_failure_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('last_failure_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('failures_since', sa.Integer(), nullable=False),
+    sa.Column('failure_days', sa.Integer(), nullable=False),
+    sa.Column('unavailable', sa.Boolean(), nullable=False),
+    sa.PrimaryKeyConstraint('domain', name=op.f('pk_domains'))
+    )
+    op.create_table('inbox_activities',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('uri', sa.String(length=2048), nullable=False),
+    sa.Column('type', sa.String(length=64), nullable=False),
+    sa.Column('actor_uri', sa.String(length=2048), nullable=False),
+    sa.Column('signer_key_id', sa.String(length=2048), nullable=False),
+    sa.Column('raw', sa.Text(), nullable=False),
+    sa.Column('received_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('processed_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('outcome', sa.Text(), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_inbox_activities')),
+    sa.UniqueConstraint('uri', name=op.f('uq_inbox_activities_uri'))
+    )
+    with op.batch_alter_table('inbox_activities', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_inbox_activities_actor_uri'), ['actor_uri'], unique=False)
 
     op.create_table('instance_values',
     sa.Column('key', sa.String(length=64), nullable=False),
@@ -79,6 +111,12 @@ def upgrade() -> None:
     sa.Column('count', sa.Integer(), nullable=False),
     sa.PrimaryKeyConstraint('key', name=op.f('pk_rate_limits'))
     )
+    op.create_table('tombstones',
+    sa.Column('uri', sa.String(length=2048), nullable=False),
+    sa.Column('actor_uri', sa.String(length=2048), nullable=True),
+    sa.Column('deleted_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('uri', name=op.f('pk_tombstones'))
+    )
     op.create_table('accounts',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('actor_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -92,11 +130,28 @@ def upgrade() -> None:
     sa.UniqueConstraint('actor_id', name=op.f('uq_accounts_actor_id')),
     sa.UniqueConstraint('username', name=op.f('uq_accounts_username'))
     )
+    op.create_table('activities',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('uri', sa.String(length=2048), nullable=True),
+    sa.Column('actor_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('type', sa.String(length=64), nullable=False),
+    sa.Column('object_uri', sa.String(length=2048), nullable=True),
+    sa.Column('raw', sa.Text(), nullable=False),
+    sa.Column('public', sa.Boolean(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['actor_id'], ['actors.id'], name=op.f('fk_activities_actor_id_actors')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_activities')),
+    sa.UniqueConstraint('uri', name=op.f('uq_activities_uri'))
+    )
+    with op.batch_alter_table('activities', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_activities_actor_id'), ['actor_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_activities_object_uri'), ['object_uri'], unique=False)
+
     op.create_table('follows',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('follower_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('followed_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.Column('state', sa.Enum('pending', 'accepted', name='followstate', native_enum=False, length=32), nullable=False),
+    sa.Column('state', sa.Enum('pending', 'accepted', 'blocked', name='followstate', native_enum=False, length=32), nullable=False),
     sa.Column('activity_uri', sa.String(length=2048), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['followed_id'], ['actors.id'], name=op.f('fk_follows_followed_id_actors')),
@@ -124,6 +179,8 @@ def upgrade() -> None:
     sa.Column('published_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('deleted_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('object_type', sa.String(length=32), nullable=False),
+    sa.Column('url', sa.String(length=2048), nullable=True),
     sa.ForeignKeyConstraint(['author_id'], ['actors.id'], name=op.f('fk_stories_author_id_actors')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_stories')),
     sa.UniqueConstraint('uri', name=op.f('uq_stories_uri'))
@@ -189,13 +246,24 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_follows_followed_id'))
 
     op.drop_table('follows')
+    with op.batch_alter_table('activities', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_activities_object_uri'))
+        batch_op.drop_index(batch_op.f('ix_activities_actor_id'))
+
+    op.drop_table('activities')
     op.drop_table('accounts')
+    op.drop_table('tombstones')
     op.drop_table('rate_limits')
     with op.batch_alter_table('jobs', schema=None) as batch_op:
         batch_op.drop_index('ix_jobs_state_run_at')
 
     op.drop_table('jobs')
     op.drop_table('instance_values')
+    with op.batch_alter_table('inbox_activities', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_inbox_activities_actor_uri'))
+
+    op.drop_table('inbox_activities')
+    op.drop_table('domains')
     with op.batch_alter_table('actors', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_actors_key_id'))
         batch_op.drop_index(batch_op.f('ix_actors_domain'))
