@@ -1,4 +1,4 @@
-"""The durable job queue: jobs survive, are retried, give up with a reason, never crash the worker."""
+"""The durable job queue: jobs survive, are retried, give up with a reason, spare the worker."""
 
 from __future__ import annotations
 
