@@ -21,9 +21,10 @@ from .cavage import (
     verify_cavage_async,
 )
 from .digest import make_content_digest, make_digest, verify_content_digest, verify_digest
-from .errors import SignatureMissing
+from .errors import SignatureMalformed, SignatureMissing
 from .keys import PrivateKey, PublicKey
 from .rfc9421 import sign_rfc9421, verify_rfc9421, verify_rfc9421_async
+from .rfc9421_base import parse_signature_input
 from .sigcore import (
     DEFAULT_WINDOW,
     Clock,
@@ -180,3 +181,24 @@ __all__ = [
     "verify_request",
     "verify_request_with_key",
 ]
+
+
+def claimed_key_id(headers: HeaderInput) -> str:
+    """The keyId a request claims to be signed with, parsed but NOT verified.
+
+    For cheap refusals before any key is fetched (a blocked domain). Raises SignatureMissing or
+    SignatureMalformed.
+    """
+    view = Headers(headers)
+    if detect_scheme(view) == "rfc9421":
+        inputs = parse_signature_input(view.get("signature-input") or "")
+        for signature_input in inputs.values():
+            key_id = signature_input.params.get("keyid")
+            if isinstance(key_id, str) and key_id:
+                return key_id
+        raise SignatureMalformed("Signature-Input names no keyid")
+    value = view.get("signature")
+    if value is None:
+        authorization = view.get_all("authorization")
+        value = authorization[0][10:] if authorization else ""
+    return parse_signature_header(value).key_id

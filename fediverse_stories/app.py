@@ -17,10 +17,11 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from fediverse_stories import jobs  # noqa: F401 - registers the job handlers
 from fediverse_stories.context import Clock, Context, utc_now
 from fediverse_stories.services.instance import load_secret
 from fediverse_stories.settings import Settings
-from fediverse_stories.web import auth, health, pages
+from fediverse_stories.web import actors, auth, health, inbox, objects, pages, wellknown
 from fediverse_stories.web.sessions import InstanceSessionMiddleware
 from fediverse_stories.web.templating import render
 from fediverse_stories.worker import Worker
@@ -98,6 +99,10 @@ def create_app(
             await ctx.close()
 
     routes = [
+        *wellknown.routes,
+        *actors.routes,  # before pages: /users/NAME answers ActivityStreams JSON too
+        *objects.routes,  # before pages: /stories/ID likewise
+        *inbox.routes,
         *pages.routes,
         *auth.routes,
         *health.routes,

@@ -13,6 +13,8 @@ from typing import Any, NoReturn
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from fediverse_stories.cli_domain import add_domain_commands
+from fediverse_stories.cli_federation import add_federation_commands
 from fediverse_stories.context import Context
 from fediverse_stories.services.accounts import create_account, parse_role, set_password
 from fediverse_stories.services.errors import ServiceError
@@ -57,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     password = user_commands.add_parser("password", help="set an account's password")
     password.add_argument("name")
     password.add_argument("--password-stdin", action="store_true", required=True)
+    add_federation_commands(commands, _Parser)
+    add_domain_commands(commands, _Parser)
     return parser
 
 
@@ -70,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         settings = Settings.from_environ()
         check_data_dir(settings)
-        COMMANDS[_command_name(args)](settings, args)
+        _all_commands()[_command_name(args)](settings, args)
     except SettingsError as error:
         for problem in error.problems:
             print(f"fediverse-stories: {problem}", file=sys.stderr)
@@ -78,6 +82,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     except (CommandError, ServiceError) as error:
         print(f"fediverse-stories: {error}", file=sys.stderr)
         sys.exit(1)
+
+
+def _all_commands() -> dict[str, Callable[[Settings, argparse.Namespace], None]]:
+    from fediverse_stories import cli_domain, cli_federation
+
+    return {**COMMANDS, **cli_federation.COMMANDS, **cli_domain.COMMANDS}
 
 
 def _command_name(args: argparse.Namespace) -> str:
@@ -143,9 +153,7 @@ def cmd_init(settings: Settings, args: argparse.Namespace) -> None:
     result = run_with_context(settings, initialise)
     if result.admin_password:
         print(f"Created the admin account. Name: admin  Password: {result.admin_password}")
-        print(
-            "This password is shown only once; change it with `fediverse-stories user password`."
-        )
+        print("This password is shown only once; change it with `fediverse-stories user password`.")
     print(f"Instance ready at {settings.base_url}")
 
 
@@ -222,6 +230,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> None:
+    from fediverse_stories import jobs  # noqa: F401 - registers the job handlers
     from fediverse_stories.worker import Worker
 
     async def work(ctx: Context) -> None:

@@ -100,7 +100,8 @@ class Worker:
             await queue.give_up(self.ctx, job, f"no handler for job kind {job.kind!r}")
             return
         try:
-            await handler(self.ctx, job.payload)
+            # Handlers that judge retries (delivery) need the attempt number; the row has it.
+            await handler(self.ctx, {**job.payload, "_attempt": job.attempts})
         except RetryLater as retry:
             await self._retry(job, retry.when, str(retry))
         except GiveUp as reason:

@@ -46,7 +46,7 @@ async def test_a_job_runs_once_and_is_marked_done(instances: InstanceFactory) ->
     worker = Worker(instance.ctx, handlers={"record": record})
     assert await worker.run_until_idle() == 1
     assert await worker.run_until_idle() == 0
-    assert seen == [{"n": 1}]
+    assert seen == [{"n": 1, "_attempt": 1}]  # the worker adds the attempt number
     assert (await job(instance.ctx, job_id)).state == JobState.DONE
 
 

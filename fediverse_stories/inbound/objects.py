@@ -1,0 +1,138 @@
+"""Create, Update and Delete of actors and of stories/posts from actors we follow (/network)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from activitypub.fetch import fetch_object
+from activitypub.vocab import ACTOR_TYPES, id_of
+from fediverse_stories.context import Context
+from fediverse_stories.db.models import Actor, Follow, FollowState, Story, Tombstone
+from fediverse_stories.inbound.dispatch import Refused, handles
+from fediverse_stories.inbound.remote_posts import post_fields
+from fediverse_stories.services import follows
+from fediverse_stories.services.remote_actors import actor_by_uri, fetch_actor, store_actor
+from fediverse_stories.services.signing import instance_auth
+
+POST_TYPES = frozenset({"Article", "Note", "Page"})
+
+
+async def _followed_by_us(ctx: Context, actor: Actor) -> bool:
+    async with ctx.sessions() as session:
+        row = (
+            await session.execute(
+                select(Follow.id)
+                .join(Actor, Actor.id == Follow.follower_id)
+                .where(
+                    Follow.followed_id == actor.id,
+                    Follow.state == FollowState.ACCEPTED,
+                    Actor.local.is_(True),
+                )
+                .limit(1)
+            )
+        ).scalar_one_or_none()
+    return row is not None
+
+
+async def _object(ctx: Context, activity: dict[str, Any]) -> dict[str, Any]:
+    obj = activity.get("object")
+    if isinstance(obj, dict):
+        return obj
+    object_id = id_of(obj)
+    if object_id is None:
+        raise Refused("no object")
+    # A reference: fetch it from its own origin (id == URL, ActivityStreams type checked there).
+    return await fetch_object(
+        ctx.http,
+        object_id,
+        auth=await instance_auth(ctx),
+        deadline=ctx.settings.fetch_timeout_seconds,
+    )
+
+
+@handles("Create")
+async def on_create(ctx: Context, activity: dict[str, Any]) -> str:
+    obj = await _object(ctx, activity)
+    if obj.get("type") not in POST_TYPES:
+        return f"ignored: Create of {obj.get('type')}"
+    author = await fetch_actor(ctx, activity["actor"])
+    object_id = str(obj.get("id"))
+    async with ctx.sessions() as session:
+        if await session.get(Tombstone, object_id) is not None:
+            return "ignored: already deleted"
+        existing = (await session.execute(select(Story.id).where(Story.uri == object_id))).scalar()
+    if existing is not None:
+        return "ignored: already stored"
+    if obj.get("inReplyTo"):
+        return "ignored: replies become comments (not yet supported)"
+    if not await _followed_by_us(ctx, author):
+        return "ignored: nobody here follows the author"
+    fields = post_fields(obj)
+    async with ctx.sessions.begin() as session:
+        session.add(Story(local=False, author_id=author.id, **fields))
+    return "stored for /network"
+
+
+@handles("Update")
+async def on_update(ctx: Context, activity: dict[str, Any]) -> str:
+    obj = activity.get("object")
+    if not isinstance(obj, dict):
+        obj = await _object(ctx, activity)
+    if obj.get("type") in ACTOR_TYPES:
+        if obj.get("id") != activity["actor"]:
+            raise Refused("an actor may only update itself")
+        await store_actor(ctx, obj)  # the actor signed this request: its own word
+        return "actor updated"
+    if obj.get("type") in POST_TYPES:
+        async with ctx.sessions.begin() as session:
+            story = (
+                await session.execute(
+                    select(Story).where(Story.uri == obj.get("id"), Story.local.is_(False))
+                )
+            ).scalar_one_or_none()
+            if story is None:
+                return "ignored: unknown object"
+            author = await session.get(Actor, story.author_id)
+            if author is None or author.uri != activity["actor"]:
+                raise Refused("only the author may update it")
+            fields = post_fields(obj)
+            if (
+                story.updated_at
+                and fields.get("updated_at")
+                and fields["updated_at"] <= story.updated_at
+            ):
+                return "ignored: not newer"
+            for name, value in fields.items():
+                setattr(story, name, value)
+        return "post updated"
+    return f"ignored: Update of {obj.get('type')}"
+
+
+@handles("Delete")
+async def on_delete(ctx: Context, activity: dict[str, Any]) -> str:
+    object_id = id_of(activity.get("object"))
+    sender = activity["actor"]
+    async with ctx.sessions.begin() as session:
+        if object_id == sender:
+            actor = await actor_by_uri(session, sender)
+            if actor is None:
+                return "ignored: unknown actor"
+            await follows.remove_all_of(session, actor.id)
+            actor.suspended = True
+            return "actor deleted: its follows removed"
+        if await session.get(Tombstone, object_id) is None:
+            session.add(Tombstone(uri=object_id, actor_uri=sender, deleted_at=ctx.clock()))
+        story = (
+            await session.execute(
+                select(Story).where(Story.uri == object_id, Story.local.is_(False))
+            )
+        ).scalar_one_or_none()
+        if story is not None:
+            author = await session.get(Actor, story.author_id)
+            if author is None or author.uri != sender:
+                raise Refused("only the author may delete it")
+            story.deleted_at = ctx.clock()
+            return "post deleted"
+    return "tombstone kept"

@@ -1,0 +1,56 @@
+"""Remote Articles and Notes as rows of ours (the wire -> model direction for posts)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from activitypub.vocab import PUBLIC, addresses, id_of
+from fediverse_stories.db.models import CommentPolicy, StoryTag, Visibility
+from fediverse_stories.sanitize import plain_text, story_html
+
+MAX_CONTENT = 200_000
+
+
+def parse_time(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def post_fields(obj: dict[str, Any]) -> dict[str, Any]:
+    """Story columns for a remote post: sanitised HTML, plain-text title and summary."""
+    content = obj.get("content") if isinstance(obj.get("content"), str) else ""
+    name = obj.get("name") if isinstance(obj.get("name"), str) else ""
+    summary = obj.get("summary") if isinstance(obj.get("summary"), str) else ""
+    audience = addresses(obj)
+    visibility = Visibility.PUBLIC if PUBLIC in audience else Visibility.FOLLOWERS
+    tags = []
+    for tag in obj.get("tag") if isinstance(obj.get("tag"), list) else [obj.get("tag")]:
+        if (
+            isinstance(tag, dict)
+            and tag.get("type") == "Hashtag"
+            and isinstance(tag.get("name"), str)
+        ):
+            clean = tag["name"].lstrip("#")[:100]
+            if clean and clean not in [t.name for t in tags]:
+                tags.append(StoryTag(name=clean))
+    published = parse_time(obj.get("published")) or datetime.now(UTC)
+    return {
+        "uri": str(obj["id"]),
+        "object_type": str(obj.get("type"))[:32],
+        "url": id_of(obj.get("url")) if isinstance(id_of(obj.get("url")), str) else None,
+        "title": plain_text(name)[:500],
+        "summary": plain_text(summary)[:2000],
+        "content_html": story_html(content[:MAX_CONTENT]),
+        "language": "en",
+        "visibility": visibility,
+        "comment_policy": CommentPolicy.OPEN,
+        "published_at": published,
+        "updated_at": parse_time(obj.get("updated")),
+        "tags": tags[:20],
+    }

@@ -1,0 +1,224 @@
+"""The inboxes (each actor's and the shared one): bound, verify, persist, answer 202.
+
+The order of checks is DESIGN.md's "One inbound activity"; each refusal is answered at once
+with its status and a short JSON reason. Work that needs a fetch happens in the worker.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from activitypub.errors import FetchError, ProtocolError, SignatureError, SignatureInvalid
+from activitypub.keys import PublicKey
+from activitypub.signatures import claimed_key_id, verify_request
+from activitypub.vocab import media_type_is_activitystreams
+from fediverse_stories import queue
+from fediverse_stories.context import Context
+from fediverse_stories.db.models import Actor, InboxActivity
+from fediverse_stories.inbound.origin import OriginError, check_origin
+from fediverse_stories.services import domains
+from fediverse_stories.services.actors import local_actor
+from fediverse_stories.services.remote_actors import host_of, key_for, may_refetch_key
+
+MAX_DEPTH = 64
+
+
+def refuse(status: int, reason: str) -> JSONResponse:
+    return JSONResponse({"error": reason}, status_code=status)
+
+
+class TooLarge(Exception):
+    pass
+
+
+async def read_bounded(request: Request, limit: int) -> bytes:
+    """The body, cut at `limit` whatever Content-Length claims (or a chunked stream sends)."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                raise TooLarge
+        except ValueError:
+            raise TooLarge from None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_activity(body: bytes) -> dict[str, Any]:
+    """A JSON object with no duplicate keys and bounded nesting; ValueError otherwise."""
+
+    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in result:
+                raise ValueError(f"duplicate key {key!r}")
+            result[key] = value
+        return result
+
+    _check_depth(body)
+    document = json.loads(body.decode("utf-8"), object_pairs_hook=no_duplicates)
+    if not isinstance(document, dict):
+        raise ValueError("the body is not a JSON object")
+    return document
+
+
+def _check_depth(body: bytes) -> None:
+    # Cheap scan before parsing: deep nesting costs the parser stack and us nothing useful.
+    depth = 0
+    in_string = escaped = False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:
+                escaped = True
+            elif byte == 0x22:
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise ValueError("the JSON is nested too deeply")
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+
+
+async def inbox(request: Request) -> Response:
+    ctx: Context = request.app.state.ctx
+    settings = ctx.settings
+    if "username" in request.path_params:
+        async with ctx.sessions() as session:
+            target = await local_actor(session, ctx, request.path_params["username"])
+        if target is None or target.type == "Application":
+            return refuse(404, "no such inbox")
+    # 1. Size, before the body is read whole.
+    try:
+        body = await read_bounded(request, settings.max_body_bytes)
+    except TooLarge:
+        return refuse(413, f"body larger than {settings.max_body_bytes} bytes")
+    except ClientDisconnect:
+        return refuse(400, "the client went away")
+    # 2. Content type.
+    if not media_type_is_activitystreams(request.headers.get("content-type")):
+        return refuse(415, "content type must be application/activity+json")
+    headers = request.headers.items()
+    # 3. The claimed signer's domain, with no key fetched.
+    try:
+        key_id = claimed_key_id(headers)
+    except SignatureError as error:
+        return refuse(401, f"signature: {error}")
+    async with ctx.sessions() as session:
+        refused = await domains.is_refused(session, host_of(key_id))
+    if refused:
+        return refuse(403, refused)
+    # 4. The signature.
+    try:
+        signer = await _verify(ctx, request, body)
+    except SignatureError as error:
+        return refuse(401, f"signature: {error}")
+    except (FetchError, ProtocolError) as error:
+        return refuse(401, f"signature key could not be obtained: {type(error).__name__}")
+    if signer.suspended:
+        return refuse(403, "this actor is suspended here")
+    # 5. Well-formed.
+    try:
+        activity = parse_activity(body)
+    except (ValueError, RecursionError) as error:
+        return refuse(400, f"malformed JSON: {str(error)[:100]}")
+    # 6. Origin and ownership checks that need no fetch.
+    try:
+        check_origin(activity, signer.uri)
+    except OriginError as error:
+        status = 400 if error.malformed else 403
+        return refuse(status, str(error))
+    # 7. Store once and queue processing in the same transaction; then, and only then, 202.
+    await _store(ctx, activity, key_id, body)
+    return Response(status_code=202)
+
+
+async def _verify(ctx: Context, request: Request, body: bytes) -> Actor:
+    """Verify with the cached key; on failure refetch the key once (rate-limited) and retry."""
+    settings = ctx.settings
+    path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    resolved: dict[str, Actor] = {}
+
+    async def resolver(key_id: str, *, refresh: bool = False) -> PublicKey:
+        key, actor = await key_for(ctx, key_id, refresh=refresh)
+        resolved["actor"] = actor
+        return key
+
+    def verify(resolve: Any) -> Any:
+        return verify_request(
+            request.method,
+            path,
+            request.headers.items(),
+            body,
+            resolve,
+            clock=lambda: ctx.clock().timestamp(),
+            host_override=settings.host,
+            target_uri=settings.base_url + path,
+            scheme=settings.base_url.split(":", 1)[0],
+        )
+
+    try:
+        await verify(resolver)
+    except SignatureInvalid:
+        actor = resolved.get("actor")
+        if actor is None or not may_refetch_key(ctx, actor):
+            raise
+
+        async def refreshed(key_id: str) -> PublicKey:
+            return await resolver(key_id, refresh=True)
+
+        await verify(refreshed)
+    actor = resolved["actor"]
+    async with ctx.sessions.begin() as session:
+        await domains.record_verified_request(session, actor.domain, ctx.clock())
+    return actor
+
+
+async def _store(ctx: Context, activity: dict[str, Any], key_id: str, body: bytes) -> None:
+    uri = activity["id"]
+    async with ctx.sessions() as session:
+        exists = (
+            await session.execute(select(InboxActivity.id).where(InboxActivity.uri == uri))
+        ).scalar_one_or_none()
+    if exists is not None:
+        return  # a retry or replay: already stored, already processed
+    try:
+        async with ctx.sessions.begin() as session:
+            row = InboxActivity(
+                uri=uri,
+                type=str(activity["type"])[:64],
+                actor_uri=activity["actor"]
+                if isinstance(activity["actor"], str)
+                else activity["actor"]["id"],
+                signer_key_id=key_id,
+                raw=body.decode("utf-8"),
+                received_at=ctx.clock(),
+            )
+            session.add(row)
+            await session.flush()
+            queue.enqueue(session, ctx, "inbox", {"id": row.id})
+    except IntegrityError:
+        return  # the same activity raced in twice: one row, one effect
+
+
+routes = [
+    Route("/inbox", inbox, methods=["POST"]),
+    Route("/users/{username}/inbox", inbox, methods=["POST"]),
+]

@@ -1,0 +1,95 @@
+"""Two instances follow each other's authors and see stories published, edited and deleted.
+
+Both run in this process on their own databases, joined by a host-routed client; every request
+between them is really signed and really verified.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from fediverse_stories.db.models import Follow, FollowState, InboxActivity, Role, Story
+from fediverse_stories.services import follows, publishing
+from fediverse_stories.services.accounts import create_account
+from fediverse_stories.services.stories import StoryDraft
+from tests.support.instances import Instance, InstanceFactory
+
+
+async def add_user(instance: Instance, name: str, role: Role = Role.AUTHOR) -> None:
+    async with instance.ctx.sessions.begin() as session:
+        await create_account(session, instance.ctx, name, "a-good-password", role=role)
+
+
+async def settle(*instances: Instance) -> None:
+    """Run every instance's worker until no instance has work left."""
+    for _ in range(10):
+        ran = 0
+        for instance in instances:
+            ran += await instance.run_worker()
+        if ran == 0:
+            return
+    raise AssertionError("the instances did not settle")
+
+
+async def follow_state(instance: Instance) -> list[FollowState]:
+    async with instance.ctx.sessions() as session:
+        return list((await session.execute(select(Follow.state))).scalars())
+
+
+async def remote_story(instance: Instance, uri: str) -> Story | None:
+    async with instance.ctx.sessions() as session:
+        return (await session.execute(select(Story).where(Story.uri == uri))).scalar_one_or_none()
+
+
+async def test_follow_accept_publish_edit_delete_unfollow(instances: InstanceFactory) -> None:
+    a = await instances.start("http://a.test")
+    b = await instances.start("http://b.test")
+    await add_user(a, "amina")
+    await add_user(b, "bob", Role.MEMBER)
+
+    await follows.follow(b.ctx, "bob", "amina@a.test")
+    assert await follow_state(b) == [FollowState.PENDING]
+    await settle(a, b)
+    assert await follow_state(a) == [FollowState.ACCEPTED]
+    assert await follow_state(b) == [FollowState.ACCEPTED]
+
+    story = await publishing.publish(
+        a.ctx,
+        "amina",
+        StoryDraft(
+            title="Listening first",
+            body_markdown="We *listened*.",
+            summary="How it began.",
+            tags=["partnership"],
+        ),
+    )
+    await settle(a, b)
+    copy = await remote_story(b, story.uri or "")
+    assert copy is not None
+    assert copy.title == "Listening first"
+    assert "<em>listened</em>" in copy.content_html
+    network = await b.client.get("/network")
+    assert network.status_code in (200, 404)
+
+    await publishing.update(a.ctx, story.uri or "", title="Listening, first")
+    await settle(a, b)
+    copy = await remote_story(b, story.uri or "")
+    assert copy is not None and copy.title == "Listening, first"
+
+    await publishing.delete(a.ctx, story.uri or "")
+    await settle(a, b)
+    copy = await remote_story(b, story.uri or "")
+    assert copy is not None and copy.deleted_at is not None
+    gone = await a.client.get(story.uri or "", headers={"Accept": "application/activity+json"})
+    assert gone.status_code == 410
+    assert gone.json()["type"] == "Tombstone"
+
+    await follows.unfollow(b.ctx, "bob", "amina@a.test")
+    await settle(a, b)
+    assert await follow_state(a) == []
+    assert await follow_state(b) == []
+    async with a.ctx.sessions() as session:
+        outcomes = list(
+            (await session.execute(select(InboxActivity.type, InboxActivity.outcome))).all()
+        )
+    assert ("Undo", "follow undone") in outcomes
