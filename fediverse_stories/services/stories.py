@@ -144,3 +144,18 @@ async def visible_comments(session: AsyncSession, story_id: int) -> list[Comment
         .order_by(Comment.published_at, Comment.id)
     )
     return list((await session.execute(query)).scalars())
+
+
+async def network_stories(session: AsyncSession, *, limit: int = 40) -> list[Story]:
+    """Stories and posts from remote actors our accounts follow (public ones only), newest first."""
+    query = (
+        select(Story)
+        .where(
+            Story.local.is_(False),
+            Story.deleted_at.is_(None),
+            Story.visibility == Visibility.PUBLIC,
+        )
+        .order_by(Story.published_at.desc(), Story.id.desc())
+        .limit(limit)
+    )
+    return list((await session.execute(query)).scalars())

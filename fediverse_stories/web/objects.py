@@ -9,9 +9,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from activitypub.errors import ProtocolError
+from activitypub.keys import PublicKey
+from activitypub.signatures import verify_request
 from fediverse_stories import convert
 from fediverse_stories.context import Context
-from fediverse_stories.db.models import Activity, Story, Visibility
+from fediverse_stories.db.models import Activity, Follow, FollowState, Story, Visibility
+from fediverse_stories.services.remote_actors import key_for
 from fediverse_stories.web import pages
 from fediverse_stories.web.negotiation import ActivityResponse, activity_error, negotiated
 
@@ -31,12 +35,50 @@ async def story_json(request: Request) -> Response:
                 "deleted": convert.iso8601(story.deleted_at),
             }
             return ActivityResponse(convert.with_context(tombstone, convert.OBJECT_CONTEXT), 410)
-        if story.visibility == Visibility.FOLLOWERS:
-            # Answered only to a signed GET by a follower (not yet supported): not found.
+        if story.visibility == Visibility.FOLLOWERS and not await _signed_by_follower(
+            request, ctx, story.author_id
+        ):
             return activity_error(404, "no such story")
         await session.refresh(story, ["author", "tags"])
         article = convert.story_to_article(ctx, story)
     return ActivityResponse(convert.with_context(article, convert.OBJECT_CONTEXT))
+
+
+async def _signed_by_follower(request: Request, ctx: Context, author_id: int) -> bool:
+    """True for a validly signed GET from an actor whose follow of the author was accepted."""
+    path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    signer: dict[str, int] = {}
+
+    async def resolver(key_id: str) -> PublicKey:
+        key, actor = await key_for(ctx, key_id)
+        signer["id"] = actor.id
+        return key
+
+    try:
+        await verify_request(
+            "GET",
+            path,
+            request.headers.items(),
+            b"",
+            resolver,
+            clock=lambda: ctx.clock().timestamp(),
+            host_override=ctx.settings.host,
+            target_uri=ctx.settings.base_url + path,
+            scheme=ctx.settings.base_url.split(":", 1)[0],
+        )
+    except ProtocolError:
+        return False
+    async with ctx.sessions() as session:
+        follow = (
+            await session.execute(
+                select(Follow.id).where(
+                    Follow.follower_id == signer["id"],
+                    Follow.followed_id == author_id,
+                    Follow.state == FollowState.ACCEPTED,
+                )
+            )
+        ).scalar_one_or_none()
+    return follow is not None
 
 
 async def activity_json(request: Request) -> Response:

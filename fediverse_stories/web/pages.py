@@ -24,6 +24,15 @@ async def home(request: Request) -> Response:
     return render(request, "home.html", {"stories": latest})
 
 
+async def network(request: Request) -> Response:
+    """`/network`: what the people our accounts follow have published (public posts only)."""
+    ctx: Context = request.app.state.ctx
+    async with ctx.sessions() as session:
+        await current_account(request, session)
+        posts = await stories.network_stories(session)
+    return render(request, "network.html", {"posts": posts})
+
+
 async def story_page(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     story_id = _int_param(request, "story_id")
@@ -62,6 +71,7 @@ def _int_param(request: Request, name: str) -> int:
 
 routes = [
     Route("/", home, methods=["GET"]),
+    Route("/network", network, methods=["GET"]),
     Route("/stories/{story_id:int}", story_page, methods=["GET"]),
     Route("/users/{username}", profile, methods=["GET"]),
 ]

@@ -69,7 +69,8 @@ async def test_follow_accept_publish_edit_delete_unfollow(instances: InstanceFac
     assert copy.title == "Listening first"
     assert "<em>listened</em>" in copy.content_html
     network = await b.client.get("/network")
-    assert network.status_code in (200, 404)
+    assert network.status_code == 200
+    assert "Listening first" in network.text and "@amina@a.test" in network.text
 
     await publishing.update(a.ctx, story.uri or "", title="Listening, first")
     await settle(a, b)
@@ -80,6 +81,7 @@ async def test_follow_accept_publish_edit_delete_unfollow(instances: InstanceFac
     await settle(a, b)
     copy = await remote_story(b, story.uri or "")
     assert copy is not None and copy.deleted_at is not None
+    assert "Listening" not in (await b.client.get("/network")).text
     gone = await a.client.get(story.uri or "", headers={"Accept": "application/activity+json"})
     assert gone.status_code == 410
     assert gone.json()["type"] == "Tombstone"
@@ -93,3 +95,48 @@ async def test_follow_accept_publish_edit_delete_unfollow(instances: InstanceFac
             (await session.execute(select(InboxActivity.type, InboxActivity.outcome))).all()
         )
     assert ("Undo", "follow undone") in outcomes
+
+
+async def test_followers_only_story_reaches_followers_and_answers_only_their_signed_gets(
+    instances: InstanceFactory,
+) -> None:
+    from fediverse_stories.db.models import Visibility
+    from fediverse_stories.services.actors import INSTANCE_ACTOR_USERNAME, local_actor
+    from fediverse_stories.services.signing import auth_for
+
+    a = await instances.start("http://a.test")
+    b = await instances.start("http://b.test")
+    await add_user(a, "amina")
+    await add_user(b, "bob", Role.MEMBER)
+    await follows.follow(b.ctx, "bob", "amina@a.test")
+    await settle(a, b)
+    story = await publishing.publish(
+        a.ctx,
+        "amina",
+        StoryDraft(
+            title="Only for followers", body_markdown="Inside.", visibility=Visibility.FOLLOWERS
+        ),
+    )
+    await settle(a, b)
+    copy = await remote_story(b, story.uri or "")
+    assert copy is not None and copy.visibility == Visibility.FOLLOWERS
+    assert "Only for followers" not in (await b.client.get("/network")).text
+    assert "Only for followers" not in (await a.client.get("/")).text
+    outbox = await a.client.get(
+        "/users/amina/outbox?page=1", headers={"Accept": "application/activity+json"}
+    )
+    assert "Only for followers" not in outbox.text
+
+    accept = {"Accept": "application/activity+json"}
+    assert (await a.client.get(story.uri or "", headers=accept)).status_code == 404
+    async with b.ctx.sessions() as session:
+        bob = await local_actor(session, b.ctx, "bob")
+        stranger = await local_actor(session, b.ctx, INSTANCE_ACTOR_USERNAME)
+    assert bob is not None and stranger is not None
+    signed = await instances.http.get(story.uri or "", headers=accept, auth=auth_for(b.ctx, bob))
+    assert signed.status_code == 200
+    assert signed.json()["to"] == ["http://a.test/users/amina/followers"]
+    not_follower = await instances.http.get(
+        story.uri or "", headers=accept, auth=auth_for(b.ctx, stranger)
+    )
+    assert not_follower.status_code == 404
