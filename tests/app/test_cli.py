@@ -177,3 +177,69 @@ async def test_commands_refuse_an_uninitialised_database(
 async def test_usage_errors_are_one_line() -> None:
     result = await asyncio.to_thread(run, {}, "user", "frobnicate")
     assert_one_line_failure(result, "invalid choice")
+
+
+async def story_count(database_url: str) -> int:
+    from fediverse_stories.db.models import Story
+
+    engine = make_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            return int(
+                (await connection.execute(select(func.count()).select_from(Story))).scalar_one()
+            )
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (("--author", "admin", "--title", "T", "missing.md"), "no such file"),
+        (("--author", "nobody", "--title", "T", "story.md"), "no account named 'nobody'"),
+        (("--author", "admin", "--title", " ", "story.md"), "needs a title"),
+        (("--author", "admin", "--title", "T", "--tag", "bad tag", "story.md"), "invalid tag"),
+        (
+            ("--author", "admin", "--title", "T", "--visibility", "secret", "story.md"),
+            "invalid choice",
+        ),
+        (("--author", "admin", "--title", "T", "empty.md"), "body is empty"),
+    ],
+    ids=[
+        "missing-file",
+        "unknown-author",
+        "empty-title",
+        "bad-tag",
+        "bad-visibility",
+        "empty-body",
+    ],
+)
+async def test_story_publish_bad_input_is_one_line_and_writes_nothing(
+    operator_env: dict[str, str], tmp_path: Path, args: tuple[str, ...], fragment: str
+) -> None:
+    (tmp_path / "story.md").write_text("# Hello\n\nA story.")
+    (tmp_path / "empty.md").write_text("   \n")
+    url = operator_env["FEDIVERSE_STORIES_DATABASE_URL"]
+    paths = [str(tmp_path / a) if a.endswith(".md") else a for a in args]
+    result = await asyncio.to_thread(run, operator_env, "story", "publish", *paths)
+    assert_one_line_failure(result, fragment)
+    assert await story_count(url) == 0
+
+
+async def test_story_publish_prints_only_the_url(
+    operator_env: dict[str, str], tmp_path: Path
+) -> None:
+    (tmp_path / "story.md").write_text("# Hello\n\nA story.")
+    result = await asyncio.to_thread(
+        run,
+        operator_env,
+        "story",
+        "publish",
+        "--author",
+        "admin",
+        "--title",
+        "Hello",
+        str(tmp_path / "story.md"),
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines() == ["http://a.test/stories/1"]
