@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from activitypub.vocab import PUBLIC, addresses, id_of
+from activitypub.vocab import PUBLIC, addresses, as_list, id_of
 from fediverse_stories.db.models import CommentPolicy, StoryTag, Visibility
 from fediverse_stories.sanitize import plain_text, story_html
 
@@ -22,15 +22,18 @@ def parse_time(value: object) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def _text(obj: dict[str, Any], field: str) -> str:
+    value = obj.get(field)
+    return value if isinstance(value, str) else ""
+
+
 def post_fields(obj: dict[str, Any]) -> dict[str, Any]:
     """Story columns for a remote post: sanitised HTML, plain-text title and summary."""
-    content = obj.get("content") if isinstance(obj.get("content"), str) else ""
-    name = obj.get("name") if isinstance(obj.get("name"), str) else ""
-    summary = obj.get("summary") if isinstance(obj.get("summary"), str) else ""
+    content, name, summary = (_text(obj, field) for field in ("content", "name", "summary"))
     audience = addresses(obj)
     visibility = Visibility.PUBLIC if PUBLIC in audience else Visibility.FOLLOWERS
-    tags = []
-    for tag in obj.get("tag") if isinstance(obj.get("tag"), list) else [obj.get("tag")]:
+    tags: list[StoryTag] = []
+    for tag in as_list(obj.get("tag")):
         if (
             isinstance(tag, dict)
             and tag.get("type") == "Hashtag"
@@ -43,7 +46,7 @@ def post_fields(obj: dict[str, Any]) -> dict[str, Any]:
     return {
         "uri": str(obj["id"]),
         "object_type": str(obj.get("type"))[:32],
-        "url": id_of(obj.get("url")) if isinstance(id_of(obj.get("url")), str) else None,
+        "url": id_of(obj.get("url")),
         "title": plain_text(name)[:500],
         "summary": plain_text(summary)[:2000],
         "content_html": story_html(content[:MAX_CONTENT]),

@@ -56,7 +56,7 @@ class StoryDraft:
             raise Invalid(f"the story body must be at most {MAX_BODY} characters")
         if not LANGUAGE_RE.match(self.language):
             raise Invalid(f"invalid language code {self.language!r} (use e.g. en, fr, pt-BR)")
-        tags = []
+        tags: list[str] = []
         for raw in self.tags:
             tag = raw.lstrip("#").strip()
             if not TAG_RE.match(tag):
