@@ -343,8 +343,14 @@ def verify_cavage(
     coverage rules (for the draft's own test vectors), never the time, digest or crypto checks.
     """
     parsed, data = _prepare(
-        method, path, headers, body,
-        clock=clock, window=window, host_override=host_override, policy=policy,
+        method,
+        path,
+        headers,
+        body,
+        clock=clock,
+        window=window,
+        host_override=host_override,
+        policy=policy,
     )
     return _result(parsed, _check_crypto(parsed, data, key))
 
@@ -363,8 +369,14 @@ async def verify_cavage_async(
 ) -> VerifiedSignature:
     """Verify a Cavage-signed request, resolving the keyId's key only after the cheap checks."""
     parsed, data = _prepare(
-        method, path, headers, body,
-        clock=clock, window=window, host_override=host_override, policy=policy,
+        method,
+        path,
+        headers,
+        body,
+        clock=clock,
+        window=window,
+        host_override=host_override,
+        policy=policy,
     )
     key = await key_resolver(parsed.key_id)
     return _result(parsed, _check_crypto(parsed, data, key))

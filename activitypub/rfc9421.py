@@ -238,8 +238,17 @@ def verify_rfc9421(
     `policy=False` keeps the base-layer checks only (parse, time, digest when covered, crypto).
     """
     prepared = _prepare(
-        method, headers, body, target_uri=target_uri, path=path, authority=authority,
-        scheme=scheme, clock=clock, window=window, policy=policy, label=label,
+        method,
+        headers,
+        body,
+        target_uri=target_uri,
+        path=path,
+        authority=authority,
+        scheme=scheme,
+        clock=clock,
+        window=window,
+        policy=policy,
+        label=label,
     )
     return _result(prepared, _check_crypto(prepared, key))
 
@@ -261,8 +270,17 @@ async def verify_rfc9421_async(
 ) -> VerifiedSignature:
     """Verify an RFC 9421-signed request, resolving the keyid's key only after the cheap checks."""
     prepared = _prepare(
-        method, headers, body, target_uri=target_uri, path=path, authority=authority,
-        scheme=scheme, clock=clock, window=window, policy=policy, label=label,
+        method,
+        headers,
+        body,
+        target_uri=target_uri,
+        path=path,
+        authority=authority,
+        scheme=scheme,
+        clock=clock,
+        window=window,
+        policy=policy,
+        label=label,
     )
     assert prepared.sig_input.keyid is not None
     key = await key_resolver(prepared.sig_input.keyid)

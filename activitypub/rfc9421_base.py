@@ -27,8 +27,16 @@ from .sfv import (
 from .sigcore import HeaderInput, Headers
 
 DERIVED = frozenset(
-    {"@method", "@target-uri", "@authority", "@scheme", "@request-target", "@path", "@query",
-     "@query-param"}
+    {
+        "@method",
+        "@target-uri",
+        "@authority",
+        "@scheme",
+        "@request-target",
+        "@path",
+        "@query",
+        "@query-param",
+    }
 )
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _DEFAULT_PORTS = {"https": "443", "http": "80"}

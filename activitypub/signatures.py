@@ -76,13 +76,26 @@ async def verify_request(
     view = Headers(headers)
     if detect_scheme(view) == "rfc9421":
         return await verify_rfc9421_async(
-            method, headers, body, key_resolver,
-            target_uri=target_uri, path=path, authority=host_override, scheme=scheme,
-            clock=clock, window=window,
+            method,
+            headers,
+            body,
+            key_resolver,
+            target_uri=target_uri,
+            path=path,
+            authority=host_override,
+            scheme=scheme,
+            clock=clock,
+            window=window,
         )
     return await verify_cavage_async(
-        method, path, headers, body, key_resolver,
-        clock=clock, window=window, host_override=host_override,
+        method,
+        path,
+        headers,
+        body,
+        key_resolver,
+        clock=clock,
+        window=window,
+        host_override=host_override,
     )
 
 
@@ -103,13 +116,26 @@ def verify_request_with_key(
     view = Headers(headers)
     if detect_scheme(view) == "rfc9421":
         return verify_rfc9421(
-            method, headers, body, key,
-            target_uri=target_uri, path=path, authority=host_override, scheme=scheme,
-            clock=clock, window=window,
+            method,
+            headers,
+            body,
+            key,
+            target_uri=target_uri,
+            path=path,
+            authority=host_override,
+            scheme=scheme,
+            clock=clock,
+            window=window,
         )
     return verify_cavage(
-        method, path, headers, body, key,
-        clock=clock, window=window, host_override=host_override,
+        method,
+        path,
+        headers,
+        body,
+        key,
+        clock=clock,
+        window=window,
+        host_override=host_override,
     )
 
 
@@ -152,8 +178,13 @@ def sign_request_headers(
         added["Content-Digest"] = make_content_digest(body)
     pairs = [*_pairs(headers), *added.items()]
     signature_input, signature = sign_rfc9421(
-        method, pairs, target_uri=url, key_id=key_id, private_key=private_key,
-        created=int(clock()), components=covered,
+        method,
+        pairs,
+        target_uri=url,
+        key_id=key_id,
+        private_key=private_key,
+        created=int(clock()),
+        components=covered,
     )
     added["Signature-Input"] = signature_input
     added["Signature"] = signature

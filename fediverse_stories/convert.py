@@ -22,6 +22,7 @@ from urllib.parse import quote, urlsplit
 from activitypub import vocab
 from fediverse_stories.context import Context
 from fediverse_stories.db.models import Actor, CommentPolicy, Story, Visibility
+from fediverse_stories.sanitize import plain_text
 
 # --------------------------------------------------------------------------------------------
 # Shared helpers
@@ -256,6 +257,17 @@ def reply_policy(story: Story) -> dict[str, Any]:
     return {}
 
 
+EXCERPT_LENGTH = 280
+
+
+def excerpt(html: str) -> str:
+    """The opening of a story's text: Mastodon shows title, summary and link, never the body."""
+    text = plain_text(html)
+    if len(text) <= EXCERPT_LENGTH:
+        return text
+    return text[:EXCERPT_LENGTH].rsplit(" ", 1)[0] + "…"
+
+
 def story_to_article(ctx: Context, story: Story) -> dict[str, Any]:
     """A local story as an Article (no `@context`: embed it, or wrap with `with_context`).
 
@@ -267,7 +279,7 @@ def story_to_article(ctx: Context, story: Story) -> dict[str, Any]:
         "id": uri,
         "type": "Article",
         "name": story.title,
-        "summary": plain_text_to_html(story.summary),
+        "summary": plain_text_to_html(story.summary or excerpt(story.content_html)),
         "content": story.content_html,
         "contentMap": {story.language: story.content_html},
         "url": uri,

@@ -68,31 +68,57 @@ class Worker:
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     async def run_once(self) -> int:
-        """Claim one batch of due jobs and run them; the number run."""
+        """Claim one batch of due jobs and run them to the end; the number run."""
         jobs = await queue.claim(self.ctx, self.worker_id, self.concurrency)
         if jobs:
             await asyncio.gather(*(self._run(job) for job in jobs))
         return len(jobs)
 
-    async def run_until_idle(self, *, max_rounds: int = 10_000) -> int:
-        total = 0
-        for _ in range(max_rounds):
-            ran = await self.run_once()
-            if ran == 0:
-                return total
-            total += ran
-        raise RuntimeError("the queue did not become idle")
+    async def run_until_idle(self, *, max_jobs: int = 1_000_000) -> int:
+        """Run due jobs, refilling free slots as each finishes, until none is due or running."""
+        return await self._pump(stop=None, max_jobs=max_jobs)
 
     async def run_forever(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                ran = await self.run_once()
-            except Exception:  # a database hiccup must not end the worker: log and wait
-                log.exception("claiming jobs failed")
-                ran = 0
-            if ran == 0:
+        """Run jobs until `stop` is set; jobs in hand are finished, not abandoned."""
+        await self._pump(stop=stop, max_jobs=None)
+
+    async def _pump(self, *, stop: asyncio.Event | None, max_jobs: int | None) -> int:
+        # A slot frees as soon as its job ends and is refilled at once: one slow peer holds one
+        # slot, never a whole batch.
+        running: set[asyncio.Task[None]] = set()
+        total = 0
+        idle_sleep = self.ctx.settings.worker_idle_sleep_seconds
+        try:
+            while True:
+                stopping = stop is not None and stop.is_set()
+                claimed: list[Job] = []
+                if not stopping and len(running) < self.concurrency:
+                    try:
+                        claimed = await queue.claim(
+                            self.ctx, self.worker_id, self.concurrency - len(running)
+                        )
+                    except Exception:  # a database hiccup must not end the worker
+                        log.exception("claiming jobs failed")
+                for job in claimed:
+                    running.add(asyncio.create_task(self._run(job)))
+                total += len(claimed)
+                if max_jobs is not None and total > max_jobs:
+                    raise RuntimeError("the queue did not become idle")
+                if running:
+                    full = len(running) >= self.concurrency
+                    _, running = await asyncio.wait(
+                        running,
+                        return_when=asyncio.FIRST_COMPLETED,
+                        timeout=None if full else idle_sleep,
+                    )
+                    continue
+                if stop is None or stopping:
+                    return total
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.ctx.settings.worker_idle_sleep_seconds)
+                    await asyncio.wait_for(stop.wait(), idle_sleep)
+        finally:
+            if running:
+                await asyncio.gather(*running, return_exceptions=True)
 
     async def _run(self, job: Job) -> None:
         handler = self.handlers.get(job.kind)

@@ -75,12 +75,14 @@ def test_sync_client_and_a_tampered_body_is_refused() -> None:
     auth = HttpSignatureAuth(KEY_ID, RSA_KEY, clock=lambda: NOW)
 
     def tamper(request: httpx.Request) -> httpx.Response:
-        forged = httpx.Request(request.method, request.url, headers=request.headers,
-                               content=b'{"type": "Block"}')
+        forged = httpx.Request(
+            request.method, request.url, headers=request.headers, content=b'{"type": "Block"}'
+        )
         return verifying_handler(RSA_KEY, seen)(forged)
 
-    with httpx.Client(transport=httpx.MockTransport(verifying_handler(RSA_KEY, seen)),
-                      auth=auth) as client:
+    with httpx.Client(
+        transport=httpx.MockTransport(verifying_handler(RSA_KEY, seen)), auth=auth
+    ) as client:
         assert client.post("http://b.test/inbox", content=b"{}").status_code == 202
     with httpx.Client(transport=httpx.MockTransport(tamper), auth=auth) as client:
         response = client.post("http://b.test/inbox", content=b"{}")
@@ -88,8 +90,9 @@ def test_sync_client_and_a_tampered_body_is_refused() -> None:
 
 
 def test_an_existing_date_is_kept() -> None:
-    request = httpx.Request("GET", "https://b.test/x",
-                            headers={"Date": "Fri, 15 Jan 2027 07:59:00 GMT"})
+    request = httpx.Request(
+        "GET", "https://b.test/x", headers={"Date": "Fri, 15 Jan 2027 07:59:00 GMT"}
+    )
     HttpSignatureAuth(KEY_ID, RSA_KEY, clock=lambda: NOW).sign(request)
     assert request.headers.get_list("date") == ["Fri, 15 Jan 2027 07:59:00 GMT"]
     assert 'headers="(request-target) host date"' in request.headers["signature"]

@@ -87,8 +87,10 @@ def test_the_draft_public_key_is_the_private_keys_half() -> None:
     [
         (C1_DEFAULT, ("date",)),
         (C2_BASIC, ("(request-target)", "host", "date")),
-        (C3_ALL_HEADERS,
-         ("(request-target)", "host", "date", "content-type", "digest", "content-length")),
+        (
+            C3_ALL_HEADERS,
+            ("(request-target)", "host", "date", "content-type", "digest", "content-length"),
+        ),
     ],
     ids=["C.1 default", "C.2 basic", "C.3 all headers"],
 )
@@ -106,13 +108,18 @@ def test_draft_signatures_are_reproduced_by_signing() -> None:
     # rsa-sha256 (PKCS#1 v1.5) is deterministic: signing the draft request gives its signatures.
     key = load_private_pem(CAVAGE_TEST_PRIVATE)
     header = sign_cavage(
-        "POST", PATH, DRAFT_HEADERS, key_id="Test", private_key=key,
+        "POST",
+        PATH,
+        DRAFT_HEADERS,
+        key_id="Test",
+        private_key=key,
         covered=["(request-target)", "host", "date", "content-type", "digest", "content-length"],
     )
     expected = parse_signature_header(C3_ALL_HEADERS).signature
     assert parse_signature_header(header).signature == expected
-    header = sign_cavage("POST", PATH, DRAFT_HEADERS, key_id="Test", private_key=key,
-                         covered=["date"])
+    header = sign_cavage(
+        "POST", PATH, DRAFT_HEADERS, key_id="Test", private_key=key, covered=["date"]
+    )
     assert parse_signature_header(header).signature == parse_signature_header(C1_DEFAULT).signature
 
 
@@ -127,10 +134,17 @@ def test_policy_accepts_c3_and_refuses_c1_and_c2_on_a_post() -> None:
 def test_the_signing_string_follows_the_draft() -> None:
     text = signing_string(
         ["(request-target)", "host", "date", "cache-control", "x-empty"],
-        method="GET", path="/foo",
-        headers=Headers([("Host", "example.org"), ("Date", "Tue, 07 Jun 2014 20:51:35 GMT"),
-                         ("Cache-Control", "max-age=60"), ("Cache-Control", " must-revalidate "),
-                         ("X-Empty", "")]),
+        method="GET",
+        path="/foo",
+        headers=Headers(
+            [
+                ("Host", "example.org"),
+                ("Date", "Tue, 07 Jun 2014 20:51:35 GMT"),
+                ("Cache-Control", "max-age=60"),
+                ("Cache-Control", " must-revalidate "),
+                ("X-Empty", ""),
+            ]
+        ),
     )
     assert text == (
         "(request-target): get /foo\nhost: example.org\ndate: Tue, 07 Jun 2014 20:51:35 GMT\n"
@@ -199,11 +213,16 @@ def post_headers(body: bytes, *, digest: str | None = None) -> list[tuple[str, s
     ]
 
 
-def signed_post(covered: list[str] | None = None, body: bytes = b'{"type":"Follow"}',
-                key: PrivateKey = RSA_KEY, **extra: int) -> list[tuple[str, str]]:
+def signed_post(
+    covered: list[str] | None = None,
+    body: bytes = b'{"type":"Follow"}',
+    key: PrivateKey = RSA_KEY,
+    **extra: int,
+) -> list[tuple[str, str]]:
     headers = post_headers(body)
-    signature = sign_cavage("POST", "/inbox", headers, key_id=KEY_ID, private_key=key,
-                            covered=covered, **extra)
+    signature = sign_cavage(
+        "POST", "/inbox", headers, key_id=KEY_ID, private_key=key, covered=covered, **extra
+    )
     return [*headers, ("Signature", signature)]
 
 
@@ -216,8 +235,14 @@ def signed_post(covered: list[str] | None = None, body: bytes = b'{"type":"Follo
     ],
 )
 def test_mastodon_and_snac_header_orders_verify(covered: list[str]) -> None:
-    result = verify_cavage("POST", "/inbox", signed_post(covered), b'{"type":"Follow"}',
-                           RSA_KEY.public_key(), clock=now)
+    result = verify_cavage(
+        "POST",
+        "/inbox",
+        signed_post(covered),
+        b'{"type":"Follow"}',
+        RSA_KEY.public_key(),
+        clock=now,
+    )
     assert result.covered == tuple(covered)
     assert result.key_id == KEY_ID
 
@@ -231,19 +256,43 @@ def test_our_default_post_signature_is_what_mastodon_expects() -> None:
 
 
 def test_get_needs_request_target_host_and_date() -> None:
-    headers = [("Host", "a.test"), ("Date", email.utils.formatdate(NOW, usegmt=True)),
-               ("Accept", "application/activity+json")]
-    for covered in (["(request-target)", "host", "date"],
-                    ["(request-target)", "host", "date", "accept"]):
-        signature = sign_cavage("GET", "/users/alice", headers, key_id=KEY_ID,
-                                private_key=RSA_KEY, covered=covered)
-        verify_cavage("GET", "/users/alice", [*headers, ("Signature", signature)], b"",
-                      RSA_KEY.public_key(), clock=now)
-    signature = sign_cavage("GET", "/users/alice", headers, key_id=KEY_ID, private_key=RSA_KEY,
-                            covered=["(request-target)", "date"])
+    headers = [
+        ("Host", "a.test"),
+        ("Date", email.utils.formatdate(NOW, usegmt=True)),
+        ("Accept", "application/activity+json"),
+    ]
+    for covered in (
+        ["(request-target)", "host", "date"],
+        ["(request-target)", "host", "date", "accept"],
+    ):
+        signature = sign_cavage(
+            "GET", "/users/alice", headers, key_id=KEY_ID, private_key=RSA_KEY, covered=covered
+        )
+        verify_cavage(
+            "GET",
+            "/users/alice",
+            [*headers, ("Signature", signature)],
+            b"",
+            RSA_KEY.public_key(),
+            clock=now,
+        )
+    signature = sign_cavage(
+        "GET",
+        "/users/alice",
+        headers,
+        key_id=KEY_ID,
+        private_key=RSA_KEY,
+        covered=["(request-target)", "date"],
+    )
     with pytest.raises(SignaturePolicyError):
-        verify_cavage("GET", "/users/alice", [*headers, ("Signature", signature)], b"",
-                      RSA_KEY.public_key(), clock=now)
+        verify_cavage(
+            "GET",
+            "/users/alice",
+            [*headers, ("Signature", signature)],
+            b"",
+            RSA_KEY.public_key(),
+            clock=now,
+        )
 
 
 @pytest.mark.parametrize(
@@ -257,35 +306,58 @@ def test_get_needs_request_target_host_and_date() -> None:
 )
 def test_post_policy_refuses_thin_coverage(covered: list[str]) -> None:
     with pytest.raises(SignaturePolicyError):
-        verify_cavage("POST", "/inbox", signed_post(covered), b'{"type":"Follow"}',
-                      RSA_KEY.public_key(), clock=now)
+        verify_cavage(
+            "POST",
+            "/inbox",
+            signed_post(covered),
+            b'{"type":"Follow"}',
+            RSA_KEY.public_key(),
+            clock=now,
+        )
 
 
 def test_a_covered_header_absent_from_the_request_is_refused() -> None:
     headers = [(name, value) for name, value in signed_post() if name != "Content-Type"]
     with pytest.raises(SignatureMalformed):
-        verify_cavage("POST", "/inbox", headers, b'{"type":"Follow"}', RSA_KEY.public_key(),
-                      clock=now)
+        verify_cavage(
+            "POST", "/inbox", headers, b'{"type":"Follow"}', RSA_KEY.public_key(), clock=now
+        )
 
 
 def test_created_with_rsa_sha256_is_refused_but_allowed_with_hs2019() -> None:
     with pytest.raises(SignaturePolicyError):
-        sign_cavage("POST", "/inbox", post_headers(b""), key_id=KEY_ID, private_key=RSA_KEY,
-                    covered=["(request-target)", "(created)", "host", "digest"], created=int(NOW))
+        sign_cavage(
+            "POST",
+            "/inbox",
+            post_headers(b""),
+            key_id=KEY_ID,
+            private_key=RSA_KEY,
+            covered=["(request-target)", "(created)", "host", "digest"],
+            created=int(NOW),
+        )
     # A forged rsa-sha256 header covering (created) is refused before any crypto.
     headers = post_headers(b"{}")
     text = "(request-target): post /inbox\n(created): 1800000000\nhost: a.test:8443\ndigest: x"
     raw = base64.b64encode(sign_bytes("rsa-v1_5-sha256", RSA_KEY, text.encode())).decode()
-    header = (f'keyId="{KEY_ID}",algorithm="rsa-sha256",created=1800000000,'
-              f'headers="(request-target) (created) host digest",signature="{raw}"')
+    header = (
+        f'keyId="{KEY_ID}",algorithm="rsa-sha256",created=1800000000,'
+        f'headers="(request-target) (created) host digest",signature="{raw}"'
+    )
     with pytest.raises(SignaturePolicyError):
-        verify_cavage("POST", "/inbox", [*headers, ("Signature", header)], b"{}",
-                      RSA_KEY.public_key(), clock=now)
+        verify_cavage(
+            "POST",
+            "/inbox",
+            [*headers, ("Signature", header)],
+            b"{}",
+            RSA_KEY.public_key(),
+            clock=now,
+        )
     # Ed25519 signs hs2019, and (created) may stand in for date.
     covered = ["(request-target)", "(created)", "host", "digest"]
     headers = signed_post(covered, key=ED_KEY, created=int(NOW) - 10, expires=int(NOW) + 60)
-    result = verify_cavage("POST", "/inbox", headers, b'{"type":"Follow"}', ED_KEY.public_key(),
-                           clock=now)
+    result = verify_cavage(
+        "POST", "/inbox", headers, b'{"type":"Follow"}', ED_KEY.public_key(), clock=now
+    )
     assert result.algorithm == "hs2019" and result.created == int(NOW) - 10
 
 
@@ -295,70 +367,115 @@ def test_hs2019_with_an_rsa_key_accepts_pkcs1_and_pss() -> None:
     text = signing_string(covered, method="POST", path="/inbox", headers=Headers(headers))
     for algorithm in ("rsa-v1_5-sha256", "rsa-pss-sha512"):
         raw = base64.b64encode(sign_bytes(algorithm, RSA_KEY, text.encode())).decode()
-        header = (f'keyId="{KEY_ID}",algorithm="hs2019",headers="{" ".join(covered)}",'
-                  f'signature="{raw}"')
-        result = verify_cavage("POST", "/inbox", [*headers, ("Signature", header)], b"{}",
-                               RSA_KEY.public_key(), clock=now)
+        header = (
+            f'keyId="{KEY_ID}",algorithm="hs2019",headers="{" ".join(covered)}",signature="{raw}"'
+        )
+        result = verify_cavage(
+            "POST",
+            "/inbox",
+            [*headers, ("Signature", header)],
+            b"{}",
+            RSA_KEY.public_key(),
+            clock=now,
+        )
         assert result.algorithm == "hs2019"
 
 
 @pytest.mark.parametrize("algorithm", ["rsa-sha1", "hmac-sha256", "ecdsa-sha256", "rsa-sha512"])
 def test_weak_or_unknown_algorithms_are_refused(algorithm: str) -> None:
     headers = signed_post()
-    signature = dict(headers)["Signature"].replace('algorithm="rsa-sha256"',
-                                                   f'algorithm="{algorithm}"')
+    signature = dict(headers)["Signature"].replace(
+        'algorithm="rsa-sha256"', f'algorithm="{algorithm}"'
+    )
     headers = [*post_headers(b'{"type":"Follow"}'), ("Signature", signature)]
     with pytest.raises(SignaturePolicyError):
-        verify_cavage("POST", "/inbox", headers, b'{"type":"Follow"}', RSA_KEY.public_key(),
-                      clock=now)
+        verify_cavage(
+            "POST", "/inbox", headers, b'{"type":"Follow"}', RSA_KEY.public_key(), clock=now
+        )
 
 
 def test_rsa_sha256_with_an_ed25519_key_is_refused() -> None:
     with pytest.raises(SignaturePolicyError):
-        verify_cavage("POST", "/inbox", signed_post(), b'{"type":"Follow"}', ED_KEY.public_key(),
-                      clock=now)
+        verify_cavage(
+            "POST", "/inbox", signed_post(), b'{"type":"Follow"}', ED_KEY.public_key(), clock=now
+        )
 
 
 @pytest.mark.parametrize("offset", [-3601, 3601])
 def test_date_outside_an_hour_is_refused(offset: float) -> None:
     with pytest.raises(SignatureExpired):
-        verify_cavage("POST", "/inbox", signed_post(), b'{"type":"Follow"}', RSA_KEY.public_key(),
-                      clock=lambda: NOW + offset)
+        verify_cavage(
+            "POST",
+            "/inbox",
+            signed_post(),
+            b'{"type":"Follow"}',
+            RSA_KEY.public_key(),
+            clock=lambda: NOW + offset,
+        )
 
 
 def test_the_window_is_a_parameter() -> None:
-    verify_cavage("POST", "/inbox", signed_post(), b'{"type":"Follow"}', RSA_KEY.public_key(),
-                  clock=lambda: NOW + 3000)
+    verify_cavage(
+        "POST",
+        "/inbox",
+        signed_post(),
+        b'{"type":"Follow"}',
+        RSA_KEY.public_key(),
+        clock=lambda: NOW + 3000,
+    )
     with pytest.raises(SignatureExpired):
-        verify_cavage("POST", "/inbox", signed_post(), b'{"type":"Follow"}', RSA_KEY.public_key(),
-                      clock=lambda: NOW + 3000, window=300)
+        verify_cavage(
+            "POST",
+            "/inbox",
+            signed_post(),
+            b'{"type":"Follow"}',
+            RSA_KEY.public_key(),
+            clock=lambda: NOW + 3000,
+            window=300,
+        )
 
 
 def test_expires_and_future_created_are_honoured() -> None:
     covered = ["(request-target)", "(created)", "(expires)", "host", "digest"]
     headers = signed_post(covered, key=ED_KEY, created=int(NOW), expires=int(NOW) + 60)
     with pytest.raises(SignatureExpired):
-        verify_cavage("POST", "/inbox", headers, b'{"type":"Follow"}', ED_KEY.public_key(),
-                      clock=lambda: NOW + 61)
+        verify_cavage(
+            "POST",
+            "/inbox",
+            headers,
+            b'{"type":"Follow"}',
+            ED_KEY.public_key(),
+            clock=lambda: NOW + 61,
+        )
     headers = signed_post(covered[:2] + covered[3:], key=ED_KEY, created=int(NOW) + 7200)
     with pytest.raises(SignatureExpired):
-        verify_cavage("POST", "/inbox", headers, b'{"type":"Follow"}', ED_KEY.public_key(),
-                      clock=now)
+        verify_cavage(
+            "POST", "/inbox", headers, b'{"type":"Follow"}', ED_KEY.public_key(), clock=now
+        )
 
 
 def test_the_digest_is_checked_against_the_body() -> None:
     with pytest.raises(DigestMismatch):
-        verify_cavage("POST", "/inbox", signed_post(), b'{"type":"Block"}', RSA_KEY.public_key(),
-                      clock=now)
+        verify_cavage(
+            "POST", "/inbox", signed_post(), b'{"type":"Block"}', RSA_KEY.public_key(), clock=now
+        )
 
 
 def test_host_override_for_a_proxy() -> None:
     headers = [(n, "127.0.0.1:8000" if n == "Host" else v) for n, v in signed_post()]
     with pytest.raises(SignatureInvalid):
-        verify_cavage("POST", "/inbox", headers, b'{"type":"Follow"}', RSA_KEY.public_key(),
-                      clock=now)
-    verify_cavage("POST", "/inbox", headers, b'{"type":"Follow"}', RSA_KEY.public_key(),
-                  clock=now, host_override="a.test:8443")
+        verify_cavage(
+            "POST", "/inbox", headers, b'{"type":"Follow"}', RSA_KEY.public_key(), clock=now
+        )
+    verify_cavage(
+        "POST",
+        "/inbox",
+        headers,
+        b'{"type":"Follow"}',
+        RSA_KEY.public_key(),
+        clock=now,
+        host_override="a.test:8443",
+    )
 
 
 def test_missing_and_duplicate_signature_headers() -> None:
@@ -366,8 +483,14 @@ def test_missing_and_duplicate_signature_headers() -> None:
         verify_cavage("POST", "/inbox", post_headers(b""), b"", RSA_KEY.public_key(), clock=now)
     headers = signed_post()
     with pytest.raises(SignatureMalformed):
-        verify_cavage("POST", "/inbox", [*headers, headers[-1]], b'{"type":"Follow"}',
-                      RSA_KEY.public_key(), clock=now)
+        verify_cavage(
+            "POST",
+            "/inbox",
+            [*headers, headers[-1]],
+            b'{"type":"Follow"}',
+            RSA_KEY.public_key(),
+            clock=now,
+        )
 
 
 def test_authorization_signature_form_is_accepted() -> None:
@@ -383,10 +506,17 @@ async def test_async_verifier_resolves_the_key_by_key_id_after_cheap_checks() ->
         asked.append(key_id)
         return public_key_of(RSA_KEY)
 
-    result = await verify_cavage_async("POST", "/inbox", signed_post(), b'{"type":"Follow"}',
-                                       resolver, clock=now)
+    result = await verify_cavage_async(
+        "POST", "/inbox", signed_post(), b'{"type":"Follow"}', resolver, clock=now
+    )
     assert result.key_id == KEY_ID and asked == [KEY_ID]
     with pytest.raises(SignatureExpired):
-        await verify_cavage_async("POST", "/inbox", signed_post(), b'{"type":"Follow"}',
-                                  resolver, clock=lambda: NOW + 7200)
+        await verify_cavage_async(
+            "POST",
+            "/inbox",
+            signed_post(),
+            b'{"type":"Follow"}',
+            resolver,
+            clock=lambda: NOW + 7200,
+        )
     assert asked == [KEY_ID]  # no key lookup for a stale request

@@ -18,8 +18,10 @@ from activitypub.sfv import (
 
 
 def test_dictionary_round_trip() -> None:
-    text = ('sig1=("@method" "@query-param";name="Pet");created=1;keyid="k\\"q";alg=tok, '
-            'flag, b=:AQID:, n=-5, d=1.5, t=?0')
+    text = (
+        'sig1=("@method" "@query-param";name="Pet");created=1;keyid="k\\"q";alg=tok, '
+        "flag, b=:AQID:, n=-5, d=1.5, t=?0"
+    )
     parsed = parse_dictionary(text)
     sig1 = parsed["sig1"]
     assert isinstance(sig1, InnerList)
@@ -35,8 +37,22 @@ def test_dictionary_round_trip() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["A=1", "a=1,", "a=1 b=2", 'a="unterminated', "a=:AQ", "a=:A!Q=:", "a=(1 2", "a=(1;x=)",
-     "a=?2", "a=1234567890123456", "a=\"\\n\"", "a=1, a=2", "a=1;p;p", "a=é"],
+    [
+        "A=1",
+        "a=1,",
+        "a=1 b=2",
+        'a="unterminated',
+        "a=:AQ",
+        "a=:A!Q=:",
+        "a=(1 2",
+        "a=(1;x=)",
+        "a=?2",
+        "a=1234567890123456",
+        'a="\\n"',
+        "a=1, a=2",
+        "a=1;p;p",
+        "a=é",
+    ],
 )
 def test_refusals(text: str) -> None:
     with pytest.raises(SfvError):

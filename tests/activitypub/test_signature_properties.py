@@ -32,12 +32,18 @@ SCHEMES: list[tuple[str, PrivateKey, str | None]] = [
     ("rfc9421", RSA_KEY, RSA_PSS_SHA512),
     ("rfc9421", ED_KEY, ED25519),
 ]
-SCHEME_IDS = ["cavage-rsa-sha256", "cavage-hs2019-ed25519", "rfc9421-rsa-v1_5-sha256",
-              "rfc9421-rsa-pss-sha512", "rfc9421-ed25519"]
+SCHEME_IDS = [
+    "cavage-rsa-sha256",
+    "cavage-hs2019-ed25519",
+    "rfc9421-rsa-v1_5-sha256",
+    "rfc9421-rsa-pss-sha512",
+    "rfc9421-ed25519",
+]
 
 segment = st.text(alphabet=st.characters(codec="utf-8"), min_size=1, max_size=12)
-header_value = st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E),
-                       min_size=1, max_size=20)
+header_value = st.text(
+    alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=20
+)
 header_name = st.from_regex(r"x-[a-z]{1,8}", fullmatch=True)
 
 
@@ -45,16 +51,21 @@ header_name = st.from_regex(r"x-[a-z]{1,8}", fullmatch=True)
 def requests(draw: st.DrawFn) -> dict[str, Any]:
     method = draw(st.sampled_from(["GET", "POST"]))
     path = "/" + "/".join(urllib.parse.quote(s) for s in draw(st.lists(segment, max_size=3)))
-    query = draw(st.none() | st.dictionaries(st.from_regex(r"[a-z]{1,5}", fullmatch=True),
-                                             segment, min_size=1, max_size=3))
+    query = draw(
+        st.none()
+        | st.dictionaries(
+            st.from_regex(r"[a-z]{1,5}", fullmatch=True), segment, min_size=1, max_size=3
+        )
+    )
     target = path + ("?" + urllib.parse.urlencode(query) if query else "")
     body = draw(st.binary(min_size=1, max_size=200)) if method == "POST" else b""
     extra = draw(st.dictionaries(header_name, header_value, max_size=3))
     return {"method": method, "target": target, "body": body, "extra": extra}
 
 
-def sign(request: dict[str, Any], mode: str, key: PrivateKey,
-         algorithm: str | None) -> list[tuple[str, str]]:
+def sign(
+    request: dict[str, Any], mode: str, key: PrivateKey, algorithm: str | None
+) -> list[tuple[str, str]]:
     """Sign with every extra header covered as well, so tampering with one must show."""
     url = "https://a.test:8443" + request["target"]
     headers = [("Content-Type", "application/activity+json"), *request["extra"].items()]
@@ -63,48 +74,82 @@ def sign(request: dict[str, Any], mode: str, key: PrivateKey,
         if request["method"] == "POST":
             base += ["digest", "content-type"]
         covered = base + list(request["extra"])
-        added = sign_request_headers(request["method"], url, headers, request["body"],
-                                     key_id=KEY_ID, private_key=key, clock=lambda: NOW,
-                                     covered=covered)
+        added = sign_request_headers(
+            request["method"],
+            url,
+            headers,
+            request["body"],
+            key_id=KEY_ID,
+            private_key=key,
+            clock=lambda: NOW,
+            covered=covered,
+        )
         return [*headers, *added.items()]
-    added = sign_request_headers(request["method"], url, headers, request["body"], key_id=KEY_ID,
-                                 private_key=key, mode="rfc9421", clock=lambda: NOW)
+    added = sign_request_headers(
+        request["method"],
+        url,
+        headers,
+        request["body"],
+        key_id=KEY_ID,
+        private_key=key,
+        mode="rfc9421",
+        clock=lambda: NOW,
+    )
     all_headers = [*headers, *((n, v) for n, v in added.items() if not n.startswith("Signature"))]
     components = ["@method", "@target-uri", "content-type", *request["extra"]]
     if request["method"] == "POST":
         components.append("content-digest")
     signature_input, signature = sign_rfc9421(
-        request["method"], all_headers, target_uri=url, key_id=KEY_ID, private_key=key,
-        created=int(NOW), components=components, algorithm=algorithm,
+        request["method"],
+        all_headers,
+        target_uri=url,
+        key_id=KEY_ID,
+        private_key=key,
+        created=int(NOW),
+        components=components,
+        algorithm=algorithm,
     )
     return [*all_headers, ("Signature-Input", signature_input), ("Signature", signature)]
 
 
-def verify(request: dict[str, Any], headers: list[tuple[str, str]], key: PrivateKey, *,
-           body: bytes | None = None, clock: float = NOW) -> None:
+def verify(
+    request: dict[str, Any],
+    headers: list[tuple[str, str]],
+    key: PrivateKey,
+    *,
+    body: bytes | None = None,
+    clock: float = NOW,
+) -> None:
     verify_request_with_key(
-        request["method"], request["target"], headers,
-        request["body"] if body is None else body, key.public_key(), clock=lambda: clock,
+        request["method"],
+        request["target"],
+        headers,
+        request["body"] if body is None else body,
+        key.public_key(),
+        clock=lambda: clock,
     )
 
 
-PROPERTY_SETTINGS = settings(max_examples=50, deadline=None,
-                             suppress_health_check=[HealthCheck.too_slow])
+PROPERTY_SETTINGS = settings(
+    max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 @pytest.mark.parametrize(("mode", "key", "algorithm"), SCHEMES, ids=SCHEME_IDS)
 @PROPERTY_SETTINGS
 @given(request=requests())
-def test_every_signed_request_verifies(request: dict[str, Any], mode: str, key: PrivateKey,
-                                       algorithm: str | None) -> None:
+def test_every_signed_request_verifies(
+    request: dict[str, Any], mode: str, key: PrivateKey, algorithm: str | None
+) -> None:
     verify(request, sign(request, mode, key, algorithm), key)
 
 
 @pytest.mark.parametrize(("mode", "key", "algorithm"), SCHEMES, ids=SCHEME_IDS)
 @PROPERTY_SETTINGS
 @given(request=requests(), data=st.data())
-def test_a_changed_body_byte_fails(request: dict[str, Any], data: st.DataObject, mode: str,
-                                   key: PrivateKey, algorithm: str | None) -> None:
+def test_a_changed_body_byte_fails(
+    request: dict[str, Any], data: st.DataObject, mode: str, key: PrivateKey, algorithm: str | None
+) -> None:
     if request["method"] != "POST":
         return
     headers = sign(request, mode, key, algorithm)
@@ -118,8 +163,9 @@ def test_a_changed_body_byte_fails(request: dict[str, Any], data: st.DataObject,
 @pytest.mark.parametrize(("mode", "key", "algorithm"), SCHEMES, ids=SCHEME_IDS)
 @PROPERTY_SETTINGS
 @given(request=requests(), data=st.data())
-def test_a_changed_covered_header_fails(request: dict[str, Any], data: st.DataObject, mode: str,
-                                        key: PrivateKey, algorithm: str | None) -> None:
+def test_a_changed_covered_header_fails(
+    request: dict[str, Any], data: st.DataObject, mode: str, key: PrivateKey, algorithm: str | None
+) -> None:
     headers = sign(request, mode, key, algorithm)
     covered = {"host", *request["extra"]}
     if mode == "cavage":
@@ -138,7 +184,7 @@ def test_a_changed_covered_header_fails(request: dict[str, Any], data: st.DataOb
     replacement = data.draw(st.sampled_from("019#!"))
     if value[position] == replacement:
         replacement = "5" if replacement != "5" else "7"
-    headers[index] = (name, value[:position] + replacement + value[position + 1:])
+    headers[index] = (name, value[:position] + replacement + value[position + 1 :])
     with pytest.raises(SignatureError):
         verify(request, headers, key)
 
@@ -146,8 +192,14 @@ def test_a_changed_covered_header_fails(request: dict[str, Any], data: st.DataOb
 @pytest.mark.parametrize(("mode", "key", "algorithm"), SCHEMES, ids=SCHEME_IDS)
 @settings(max_examples=20, deadline=None)
 @given(request=requests(), late=st.floats(3601, 10**7), early=st.booleans())
-def test_a_clock_past_the_window_fails(request: dict[str, Any], late: float, early: bool,
-                                       mode: str, key: PrivateKey, algorithm: str | None) -> None:
+def test_a_clock_past_the_window_fails(
+    request: dict[str, Any],
+    late: float,
+    early: bool,
+    mode: str,
+    key: PrivateKey,
+    algorithm: str | None,
+) -> None:
     headers = sign(request, mode, key, algorithm)
     with pytest.raises(SignatureError):
         verify(request, headers, key, clock=NOW - late if early else NOW + late)

@@ -56,13 +56,28 @@ def resolver_for(key: PublicKey, asked: list[str] | None = None) -> KeyResolver:
     return resolve
 
 
-def signed(method: str = "POST", *, mode: Mode = "cavage", key: PrivateKey = RSA_KEY,
-           body: bytes = BODY, url: str = URL, covered: list[str] | None = None,
-           extra: list[tuple[str, str]] | None = None) -> list[tuple[str, str]]:
+def signed(
+    method: str = "POST",
+    *,
+    mode: Mode = "cavage",
+    key: PrivateKey = RSA_KEY,
+    body: bytes = BODY,
+    url: str = URL,
+    covered: list[str] | None = None,
+    extra: list[tuple[str, str]] | None = None,
+) -> list[tuple[str, str]]:
     headers = [("Content-Type", "application/activity+json"), *(extra or [])] if body else []
-    added = sign_request_headers(method, url, headers, body, key_id=KEY_ID,
-                                 private_key=key, mode=mode, clock=now,
-                                 covered=covered)
+    added = sign_request_headers(
+        method,
+        url,
+        headers,
+        body,
+        key_id=KEY_ID,
+        private_key=key,
+        mode=mode,
+        clock=now,
+        covered=covered,
+    )
     return [*headers, *added.items()]
 
 
@@ -73,12 +88,19 @@ async def test_verify_request_round_trip(mode: Mode, method: str, key: PrivateKe
     body = BODY if method == "POST" else b""
     headers = signed(method, mode=mode, key=key, body=body)
     asked: list[str] = []
-    result = await verify_request(method, "/users/alice/inbox?x=1", headers, body,
-                                  resolver_for(public_key_of(key), asked), clock=now)
+    result = await verify_request(
+        method,
+        "/users/alice/inbox?x=1",
+        headers,
+        body,
+        resolver_for(public_key_of(key), asked),
+        clock=now,
+    )
     assert result.key_id == KEY_ID and asked == [KEY_ID]
     assert result.scheme == mode
-    sync = verify_request_with_key(method, "/users/alice/inbox?x=1", headers, body,
-                                   public_key_of(key), clock=now)
+    sync = verify_request_with_key(
+        method, "/users/alice/inbox?x=1", headers, body, public_key_of(key), clock=now
+    )
     assert sync == result
 
 
@@ -110,8 +132,14 @@ def test_detect_scheme() -> None:
 async def test_unsigned_request_is_refused_without_a_key_lookup() -> None:
     asked: list[str] = []
     with pytest.raises(SignatureMissing):
-        await verify_request("POST", "/inbox", [("Host", "a.test")], BODY,
-                             resolver_for(RSA_KEY.public_key(), asked), clock=now)
+        await verify_request(
+            "POST",
+            "/inbox",
+            [("Host", "a.test")],
+            BODY,
+            resolver_for(RSA_KEY.public_key(), asked),
+            clock=now,
+        )
     assert asked == []
 
 
@@ -120,15 +148,24 @@ async def test_behind_a_proxy_rfc9421_uses_the_target_uri_given() -> None:
     resolve = resolver_for(RSA_KEY.public_key())
     with pytest.raises(SignatureInvalid):
         await verify_request("POST", "/users/alice/inbox?x=1", headers, BODY, resolve, clock=now)
-    await verify_request("POST", "/users/alice/inbox?x=1", headers, BODY, resolve, clock=now,
-                         target_uri=URL)
-    await verify_request("POST", "/users/alice/inbox?x=1", headers, BODY, resolve, clock=now,
-                         host_override="a.test")
+    await verify_request(
+        "POST", "/users/alice/inbox?x=1", headers, BODY, resolve, clock=now, target_uri=URL
+    )
+    await verify_request(
+        "POST", "/users/alice/inbox?x=1", headers, BODY, resolve, clock=now, host_override="a.test"
+    )
 
 
-def _rfc9421(components: list[str], *, created: int | None = int(NOW), expires: int | None = None,
-             method: str = "POST", body: bytes = BODY, key: PrivateKey = RSA_KEY,
-             label: str = "sig1") -> list[tuple[str, str]]:
+def _rfc9421(
+    components: list[str],
+    *,
+    created: int | None = int(NOW),
+    expires: int | None = None,
+    method: str = "POST",
+    body: bytes = BODY,
+    key: PrivateKey = RSA_KEY,
+    label: str = "sig1",
+) -> list[tuple[str, str]]:
     # Host, Date, Digest and Content-Type from our signer; the Cavage Signature is dropped.
     headers = [(n, v) for n, v in signed(method, body=body) if n != "Signature"]
     if body:
@@ -142,8 +179,11 @@ def _rfc9421(components: list[str], *, created: int | None = int(NOW), expires: 
     sig_input = make_signature_input(label, components, params)
     base = signature_base(sig_input, build_context(method, headers, target_uri=URL))
     raw = sign_bytes(algorithm_for_key(key), key, base.encode())
-    return [*headers, ("Signature-Input", f"{label}={sig_input.serialized}"),
-            ("Signature", f"{label}=:{base64.b64encode(raw).decode()}:")]
+    return [
+        *headers,
+        ("Signature-Input", f"{label}={sig_input.serialized}"),
+        ("Signature", f"{label}=:{base64.b64encode(raw).decode()}:"),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -155,8 +195,9 @@ def _rfc9421(components: list[str], *, created: int | None = int(NOW), expires: 
     ],
 )
 def test_rfc9421_policy_accepts(components: list[str]) -> None:
-    verify_rfc9421("POST", _rfc9421(components), BODY, RSA_KEY.public_key(), target_uri=URL,
-                   clock=now)
+    verify_rfc9421(
+        "POST", _rfc9421(components), BODY, RSA_KEY.public_key(), target_uri=URL, clock=now
+    )
 
 
 @pytest.mark.parametrize(
@@ -170,8 +211,14 @@ def test_rfc9421_policy_accepts(components: list[str]) -> None:
 )
 def test_rfc9421_policy_refuses(components: list[str], created: int | None) -> None:
     with pytest.raises(SignaturePolicyError):
-        verify_rfc9421("POST", _rfc9421(components, created=created), BODY, RSA_KEY.public_key(),
-                       target_uri=URL, clock=now)
+        verify_rfc9421(
+            "POST",
+            _rfc9421(components, created=created),
+            BODY,
+            RSA_KEY.public_key(),
+            target_uri=URL,
+            clock=now,
+        )
 
 
 def test_rfc9421_get_needs_no_digest_and_checks_time() -> None:
@@ -179,12 +226,19 @@ def test_rfc9421_get_needs_no_digest_and_checks_time() -> None:
     verify_rfc9421("GET", headers, b"", RSA_KEY.public_key(), target_uri=URL, clock=now)
     for moment in (NOW + 3601, NOW - 3601):
         with pytest.raises(SignatureExpired):
-            verify_rfc9421("GET", headers, b"", RSA_KEY.public_key(), target_uri=URL,
-                           clock=functools.partial(float, moment))
+            verify_rfc9421(
+                "GET",
+                headers,
+                b"",
+                RSA_KEY.public_key(),
+                target_uri=URL,
+                clock=functools.partial(float, moment),
+            )
     headers = _rfc9421(["@method", "@target-uri"], method="GET", body=b"", expires=int(NOW) + 10)
     with pytest.raises(SignatureExpired):
-        verify_rfc9421("GET", headers, b"", RSA_KEY.public_key(), target_uri=URL,
-                       clock=lambda: NOW + 11)
+        verify_rfc9421(
+            "GET", headers, b"", RSA_KEY.public_key(), target_uri=URL, clock=lambda: NOW + 11
+        )
 
 
 def test_rfc9421_refusals() -> None:
@@ -194,10 +248,13 @@ def test_rfc9421_refusals() -> None:
     with pytest.raises(SignatureInvalid):
         verify_rfc9421("PUT", headers, BODY, RSA_KEY.public_key(), target_uri=URL, clock=now)
     with pytest.raises(SignaturePolicyError):  # alg says rsa, key is ed25519
-        verify_rfc9421("POST", signed(mode="rfc9421"), BODY, ED_KEY.public_key(),
-                       target_uri=URL, clock=now)
-    weak = [(n, v.replace('alg="rsa-v1_5-sha256"', 'alg="hmac-sha256"'))
-            for n, v in signed(mode="rfc9421")]
+        verify_rfc9421(
+            "POST", signed(mode="rfc9421"), BODY, ED_KEY.public_key(), target_uri=URL, clock=now
+        )
+    weak = [
+        (n, v.replace('alg="rsa-v1_5-sha256"', 'alg="hmac-sha256"'))
+        for n, v in signed(mode="rfc9421")
+    ]
     with pytest.raises(SignaturePolicyError):
         verify_rfc9421("POST", weak, BODY, RSA_KEY.public_key(), target_uri=URL, clock=now)
     no_sig = [(n, v) for n, v in headers if n != "Signature"]
@@ -227,12 +284,12 @@ def test_unsupported_component_parameters_are_refused(signature_input: str) -> N
     [
         'sig1=("@Method");created=1',
         'sig1=("@method" "@method");created=1',
-        'sig1=(@method);created=1',
+        "sig1=(@method);created=1",
         'sig1=("@method");created="1"',
         'sig1=("@method");keyid=1',
         'sig1=("@method");created=1;created=2',
         'sig1=("@method"), sig1=("@path")',
-        'sig1=:AAAA:',
+        "sig1=:AAAA:",
         'sig1=("@query-param")',
         'sig1=("@method"',
     ],
@@ -251,26 +308,37 @@ def test_the_first_acceptable_label_is_verified() -> None:
         ("Signature-Input", dict(good)["Signature-Input"]),
         ("Signature", dict(thin)["Signature"] + ", " + dict(good)["Signature"]),
     ]
-    result = verify_rfc9421("POST", headers, BODY, RSA_KEY.public_key(), target_uri=URL,
-                            clock=now)
+    result = verify_rfc9421("POST", headers, BODY, RSA_KEY.public_key(), target_uri=URL, clock=now)
     assert result.label == "good"
     with pytest.raises(SignaturePolicyError):
-        verify_rfc9421("POST", headers, BODY, RSA_KEY.public_key(), target_uri=URL, clock=now,
-                       label="thin")
+        verify_rfc9421(
+            "POST", headers, BODY, RSA_KEY.public_key(), target_uri=URL, clock=now, label="thin"
+        )
 
 
 def test_sign_rfc9421_with_ed25519_and_query_param() -> None:
     headers = [("Host", "a.test")]
     signature_input, signature = sign_rfc9421(
-        "GET", headers, target_uri="https://a.test/search?q=caf%C3%A9+au+lait&n=2",
-        key_id=KEY_ID, private_key=ED_KEY, created=int(NOW),
+        "GET",
+        headers,
+        target_uri="https://a.test/search?q=caf%C3%A9+au+lait&n=2",
+        key_id=KEY_ID,
+        private_key=ED_KEY,
+        created=int(NOW),
         components=["@method", "@target-uri", '"@query-param";name="q"', "@scheme"],
     )
     sig_input = parse_signature_input(signature_input)["sig1"]
-    base = signature_base(sig_input, build_context(
-        "GET", headers, target_uri="https://a.test/search?q=caf%C3%A9+au+lait&n=2"))
+    base = signature_base(
+        sig_input,
+        build_context("GET", headers, target_uri="https://a.test/search?q=caf%C3%A9+au+lait&n=2"),
+    )
     assert '"@query-param";name="q": caf%C3%A9%20au%20lait\n"@scheme": https\n' in base
-    result = verify_rfc9421("GET", [*headers, ("Signature-Input", signature_input),
-                                    ("Signature", signature)], b"", ED_KEY.public_key(),
-                            path="/search?q=caf%C3%A9+au+lait&n=2", clock=now)
+    result = verify_rfc9421(
+        "GET",
+        [*headers, ("Signature-Input", signature_input), ("Signature", signature)],
+        b"",
+        ED_KEY.public_key(),
+        path="/search?q=caf%C3%A9+au+lait&n=2",
+        clock=now,
+    )
     assert result.algorithm == "ed25519"
