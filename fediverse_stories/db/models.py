@@ -213,6 +213,8 @@ class Story(Base):
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     object_type: Mapped[str] = mapped_column(String(32), default="Article")
     url: Mapped[str | None] = mapped_column(URL)
+    like_count: Mapped[int] = mapped_column(Integer, default=0)
+    share_count: Mapped[int] = mapped_column(Integer, default=0)
 
     author: Mapped[Actor] = relationship(lazy="joined")
     tags: Mapped[list[StoryTag]] = relationship(
@@ -249,8 +251,24 @@ class Comment(Base):
     share_count: Mapped[int] = mapped_column(Integer, default=0)
     published_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The Create that brought a remote comment, kept to forward it unchanged to the thread.
+    activity_raw: Mapped[str | None] = mapped_column(Text)
 
     author: Mapped[Actor] = relationship(lazy="joined")
+
+
+class Interaction(Base):
+    """A Like or Announce of one of the stories or comments we carry, by one actor."""
+
+    __tablename__ = "interactions"
+    __table_args__ = (UniqueConstraint("actor_id", "type", "object_uri"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    actor_id: Mapped[int] = mapped_column(ForeignKey("actors.id"))
+    type: Mapped[str] = mapped_column(String(32))
+    object_uri: Mapped[str] = mapped_column(URL, index=True)
+    activity_uri: Mapped[str] = mapped_column(URL, unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class Follow(Base):
