@@ -21,7 +21,17 @@ from fediverse_stories import jobs  # noqa: F401 - registers the job handlers
 from fediverse_stories.context import Clock, Context, utc_now
 from fediverse_stories.services.instance import load_secret
 from fediverse_stories.settings import Settings
-from fediverse_stories.web import actors, auth, health, inbox, objects, pages, wellknown
+from fediverse_stories.web import (
+    actors,
+    admin,
+    auth,
+    comments,
+    health,
+    inbox,
+    objects,
+    pages,
+    wellknown,
+)
 from fediverse_stories.web.sessions import InstanceSessionMiddleware
 from fediverse_stories.web.templating import render
 from fediverse_stories.worker import Worker
@@ -103,8 +113,10 @@ def create_app(
         *actors.routes,  # before pages: /users/NAME answers ActivityStreams JSON too
         *objects.routes,  # before pages: /stories/ID likewise
         *inbox.routes,
+        *comments.routes,
         *pages.routes,
         *auth.routes,
+        *admin.routes,
         *health.routes,
         Mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static"),
     ]

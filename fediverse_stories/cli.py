@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from fediverse_stories.cli_comments import add_comment_commands
 from fediverse_stories.cli_domain import add_domain_commands
 from fediverse_stories.cli_federation import add_federation_commands
 from fediverse_stories.context import Context
@@ -61,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     password.add_argument("--password-stdin", action="store_true", required=True)
     add_federation_commands(commands, _Parser)
     add_domain_commands(commands, _Parser)
+    add_comment_commands(commands, _Parser)
     return parser
 
 
@@ -85,9 +87,9 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _all_commands() -> dict[str, Callable[[Settings, argparse.Namespace], None]]:
-    from fediverse_stories import cli_domain, cli_federation
+    from fediverse_stories import cli_comments, cli_domain, cli_federation
 
-    return {**COMMANDS, **cli_federation.COMMANDS, **cli_domain.COMMANDS}
+    return {**COMMANDS, **cli_federation.COMMANDS, **cli_domain.COMMANDS, **cli_comments.COMMANDS}
 
 
 def _command_name(args: argparse.Namespace) -> str:

@@ -23,6 +23,7 @@ from activitypub import vocab
 from fediverse_stories.context import Context
 from fediverse_stories.db.models import Actor, CommentPolicy, Story, Visibility
 from fediverse_stories.sanitize import plain_text
+from fediverse_stories.services.stories import effective_policy
 
 # --------------------------------------------------------------------------------------------
 # Shared helpers
@@ -248,11 +249,14 @@ def story_addressing(story: Story) -> tuple[list[str], list[str]]:
     return [followers], []
 
 
-def reply_policy(story: Story) -> dict[str, Any]:
+def reply_policy(ctx: Context, story: Story) -> dict[str, Any]:
     """GoToSocial's `interactionPolicy.canReply` for the story's comment policy."""
-    if story.comment_policy == CommentPolicy.OPEN:
+    policy = effective_policy(ctx, story)
+    if story.visibility == Visibility.FOLLOWERS:
+        policy = CommentPolicy.CLOSED
+    if policy == CommentPolicy.OPEN:
         return {"automaticApproval": [vocab.PUBLIC]}
-    if story.comment_policy == CommentPolicy.MODERATED:
+    if policy == CommentPolicy.MODERATED:
         return {"manualApproval": [vocab.PUBLIC]}
     return {}
 
@@ -293,7 +297,7 @@ def story_to_article(ctx: Context, story: Story) -> dict[str, Any]:
         ],
         "replies": f"{uri}/replies",
         "context": f"{uri}/context",
-        "interactionPolicy": {"canReply": reply_policy(story)},
+        "interactionPolicy": {"canReply": reply_policy(ctx, story)},
     }
     if story.updated_at is not None:
         article["updated"] = iso8601(story.updated_at)

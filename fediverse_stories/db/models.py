@@ -339,9 +339,12 @@ class InboxActivity(Base):
     """A verified incoming activity, stored raw under its id before we answer 202."""
 
     __tablename__ = "inbox_activities"
+    # One row per activity and signer: a reply forwarded by a thread's owner is a new arrival
+    # even when its author already sent it to us directly.
+    __table_args__ = (UniqueConstraint("uri", "signer_key_id"),)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
-    uri: Mapped[str] = mapped_column(URL, unique=True)
+    uri: Mapped[str] = mapped_column(URL, index=True)
     type: Mapped[str] = mapped_column(String(64))
     actor_uri: Mapped[str] = mapped_column(URL, index=True)
     signer_key_id: Mapped[str] = mapped_column(URL)

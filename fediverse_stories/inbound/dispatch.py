@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 from activitypub.errors import FetchError, ProtocolError
 from fediverse_stories.context import Context
 from fediverse_stories.db.models import InboxActivity
 from fediverse_stories.services.errors import ServiceError
+from fediverse_stories.services.remote_actors import actor_by_key_id
 from fediverse_stories.worker import RetryLater, job_handler
 
 # A handler returns a short outcome ("follow accepted", "ignored: not ours") for the record.
@@ -26,6 +29,18 @@ def handles(*kinds: str) -> Callable[[InboundHandler], InboundHandler]:
     return register
 
 
+@dataclass(frozen=True)
+class Received:
+    """What the inbox knew of the activity being handled: who signed it, and its exact bytes."""
+
+    signer_uri: str | None
+    raw: str
+
+
+# Set for each activity the worker handles (handlers run one activity per task).
+RECEIVED: ContextVar[Received] = ContextVar("received")
+
+
 class Refused(Exception):
     """The activity was verified but cannot take effect; the reason is recorded."""
 
@@ -37,6 +52,9 @@ async def process(ctx: Context, payload: dict[str, Any]) -> None:
     if row is None or row.processed_at is not None:
         return
     activity = json.loads(row.raw)
+    async with ctx.sessions() as session:
+        signer = await actor_by_key_id(session, row.signer_key_id)
+    RECEIVED.set(Received(signer.uri if signer else None, row.raw))
     handler = HANDLERS.get(row.type)
     try:
         outcome = await handler(ctx, activity) if handler else f"ignored: {row.type} not supported"

@@ -10,6 +10,7 @@ from activitypub.vocab import id_of
 from fediverse_stories.context import Context
 from fediverse_stories.db.models import Actor, Follow, FollowState
 from fediverse_stories.inbound.dispatch import Refused, handles
+from fediverse_stories.inbound.interactions import undo_interaction
 from fediverse_stories.services import follows
 from fediverse_stories.services.remote_actors import actor_by_uri, fetch_actor
 
@@ -71,6 +72,9 @@ async def on_reject(ctx: Context, activity: dict[str, Any]) -> str:
 
 @handles("Undo")
 async def on_undo(ctx: Context, activity: dict[str, Any]) -> str:
+    undone = await undo_interaction(ctx, activity)
+    if undone is not None:
+        return undone
     obj = activity.get("object")
     kind = obj.get("type") if isinstance(obj, dict) else None
     undone_id = id_of(obj)

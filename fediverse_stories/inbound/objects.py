@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import select
 
 from activitypub.fetch import fetch_object
-from activitypub.vocab import ACTOR_TYPES, id_of
+from activitypub.vocab import ACTOR_TYPES, as_list, id_of
 from fediverse_stories.context import Context
 from fediverse_stories.db.models import Actor, Follow, FollowState, Story, Tombstone
-from fediverse_stories.inbound.dispatch import Refused, handles
+from fediverse_stories.inbound.dispatch import RECEIVED, Refused, handles
 from fediverse_stories.inbound.remote_posts import post_fields
-from fediverse_stories.services import follows
+from fediverse_stories.services import comments, follows
 from fediverse_stories.services.remote_actors import actor_by_uri, fetch_actor, store_actor
 from fediverse_stories.services.signing import instance_auth
 
@@ -52,9 +53,29 @@ async def _object(ctx: Context, activity: dict[str, Any]) -> dict[str, Any]:
     )
 
 
+async def _from_origin(ctx: Context, activity: dict[str, Any]) -> dict[str, Any]:
+    object_id = id_of(activity.get("object"))
+    if object_id is None or urlsplit(object_id).netloc != urlsplit(activity["actor"]).netloc:
+        raise Refused("a forwarded object must live on its actor's host")
+    obj = await fetch_object(
+        ctx.http,
+        object_id,
+        auth=await instance_auth(ctx),
+        deadline=ctx.settings.fetch_timeout_seconds,
+    )
+    if activity["actor"] not in [id_of(a) for a in as_list(obj.get("attributedTo"))]:
+        raise Refused("the forwarded object is not attributed to the activity's actor")
+    return obj
+
+
 @handles("Create")
 async def on_create(ctx: Context, activity: dict[str, Any]) -> str:
-    obj = await _object(ctx, activity)
+    received = RECEIVED.get()
+    if received.signer_uri != activity["actor"]:
+        # Forwarded by someone else (a thread's owner): trust only the object's own origin.
+        obj = await _from_origin(ctx, activity)
+    else:
+        obj = await _object(ctx, activity)
     if obj.get("type") not in POST_TYPES:
         return f"ignored: Create of {obj.get('type')}"
     author = await fetch_actor(ctx, activity["actor"])
@@ -66,7 +87,9 @@ async def on_create(ctx: Context, activity: dict[str, Any]) -> str:
     if existing is not None:
         return "ignored: already stored"
     if obj.get("inReplyTo"):
-        return "ignored: replies become comments (not yet supported)"
+        return await comments.receive(
+            ctx, received.raw, obj, author, signer_uri=received.signer_uri
+        )
     if not await _followed_by_us(ctx, author):
         return "ignored: nobody here follows the author"
     fields = post_fields(obj)
@@ -122,6 +145,17 @@ async def on_delete(ctx: Context, activity: dict[str, Any]) -> str:
             await follows.remove_all_of(session, actor.id)
             actor.suspended = True
             return "actor deleted: its follows removed"
+    if object_id is None:
+        raise Refused("no object")
+    if urlsplit(object_id).netloc != urlsplit(sender).netloc:
+        removed = await comments.removal_by_thread_owner(ctx, sender, object_id)
+        if removed is None:
+            raise Refused("only the author, or the thread's owner, may delete it")
+        return removed
+    deleted_comment = await comments.deleted_by_author(ctx, sender, object_id)
+    if deleted_comment is not None:
+        return deleted_comment
+    async with ctx.sessions.begin() as session:
         if await session.get(Tombstone, object_id) is None:
             session.add(Tombstone(uri=object_id, actor_uri=sender, deleted_at=ctx.clock()))
         story = (

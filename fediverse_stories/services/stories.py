@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -66,6 +67,14 @@ class StoryDraft:
         if len(tags) > MAX_TAGS:
             raise Invalid(f"at most {MAX_TAGS} tags")
         self.tags = tags
+
+
+def effective_policy(ctx: Context, story: Story) -> CommentPolicy:
+    """The story's own comment policy, closed once the instance's close-after-days has passed."""
+    days = ctx.settings.comments_close_after_days
+    if days is not None and ctx.clock() - story.published_at > timedelta(days=days):
+        return CommentPolicy.CLOSED
+    return story.comment_policy
 
 
 async def create_story(
@@ -137,13 +146,35 @@ async def get_local_story(session: AsyncSession, story_id: int) -> Story:
     return story
 
 
-async def visible_comments(session: AsyncSession, story_id: int) -> list[Comment]:
-    query = (
-        select(Comment)
-        .where(Comment.story_id == story_id, Comment.state == CommentState.VISIBLE)
-        .order_by(Comment.published_at, Comment.id)
+MAX_DEPTH_SHOWN = 4
+
+
+async def visible_comments(session: AsyncSession, story_id: int) -> list[tuple[Comment, int]]:
+    """The shown comments of a story as a thread: (comment, depth), replies under their parent.
+
+    Siblings are ordered by `published` then id URI, which every instance carrying the thread
+    shares, so every instance shows the same order.
+    """
+    query = select(Comment).where(
+        Comment.story_id == story_id, Comment.state == CommentState.VISIBLE
     )
-    return list((await session.execute(query)).scalars())
+    rows = sorted(
+        (await session.execute(query)).scalars(), key=lambda c: (c.published_at, c.uri or "")
+    )
+    shown = {c.id for c in rows}
+    children: dict[int | None, list[Comment]] = {}
+    for comment in rows:
+        parent = comment.parent_id if comment.parent_id in shown else None
+        children.setdefault(parent, []).append(comment)
+    ordered: list[tuple[Comment, int]] = []
+
+    def walk(parent: int | None, depth: int) -> None:
+        for comment in children.get(parent, []):
+            ordered.append((comment, min(depth, MAX_DEPTH_SHOWN)))
+            walk(comment.id, depth + 1)
+
+    walk(None, 0)
+    return ordered
 
 
 async def network_stories(session: AsyncSession, *, limit: int = 40) -> list[Story]:

@@ -8,10 +8,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from fediverse_stories.context import Context
-from fediverse_stories.db.models import Visibility
+from fediverse_stories.db.models import Story, Visibility
 from fediverse_stories.services import stories
 from fediverse_stories.services.actors import local_actor
 from fediverse_stories.services.errors import NotFound
+from fediverse_stories.services.stories import effective_policy
 from fediverse_stories.web.current import current_account
 from fediverse_stories.web.templating import render
 
@@ -47,7 +48,30 @@ async def story_page(request: Request) -> Response:
         if story.visibility == Visibility.FOLLOWERS:
             raise HTTPException(404, "No such story.")
         comments = await stories.visible_comments(session, story.id)
-    return render(request, "story.html", {"story": story, "comments": comments})
+    return render(
+        request,
+        "story.html",
+        {"story": story, "comments": comments, "policy": effective_policy(ctx, story).value},
+    )
+
+
+async def network_story(request: Request) -> Response:
+    """A story from the network with the thread its home instance forwarded to us."""
+    ctx: Context = request.app.state.ctx
+    story_id = _int_param(request, "story_id")
+    async with ctx.sessions() as session:
+        await current_account(request, session)
+        story = await session.get(Story, story_id)
+        if story is None or story.local or story.deleted_at is not None:
+            raise HTTPException(404, "No such story.")
+        if story.visibility == Visibility.FOLLOWERS:
+            raise HTTPException(404, "No such story.")
+        comments = await stories.visible_comments(session, story.id)
+    return render(
+        request,
+        "story.html",
+        {"story": story, "comments": comments, "policy": "open", "remote": True},
+    )
 
 
 async def profile(request: Request) -> Response:
@@ -72,6 +96,7 @@ def _int_param(request: Request, name: str) -> int:
 routes = [
     Route("/", home, methods=["GET"]),
     Route("/network", network, methods=["GET"]),
+    Route("/network/{story_id:int}", network_story, methods=["GET"]),
     Route("/stories/{story_id:int}", story_page, methods=["GET"]),
     Route("/users/{username}", profile, methods=["GET"]),
 ]

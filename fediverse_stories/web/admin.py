@@ -1,0 +1,119 @@
+"""The moderation page: held comments to approve or reject, shown comments to remove.
+
+Plain forms (no JavaScript), each CSRF-checked; only moderators and admins get past the door.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from urllib.parse import quote
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from fediverse_stories.context import Context
+from fediverse_stories.db.models import Account, Comment, CommentState, Story
+from fediverse_stories.services import comments
+from fediverse_stories.services.errors import Forbidden, Invalid, NotFound
+from fediverse_stories.web.current import current_account
+from fediverse_stories.web.sessions import check_csrf
+from fediverse_stories.web.templating import render
+
+PAGE = "/admin/comments"
+RECENT_SHOWN = 50
+FORM_LIMITS = {"max_files": 0, "max_fields": 3, "max_part_size": 4096}
+
+
+class _SignIn(Exception):
+    """Nobody is signed in: the answer is a redirect to the login form."""
+
+
+async def _moderator(request: Request, session: AsyncSession) -> Account:
+    account = await current_account(request, session)
+    if account is None:
+        raise _SignIn
+    if not account.role.can_moderate:
+        raise HTTPException(403, "Only moderators and admins can moderate comments.")
+    return account
+
+
+def _to_login(request: Request) -> Response:
+    return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
+
+
+async def _recently_shown(session: AsyncSession) -> list[tuple[Comment, Story]]:
+    """The latest shown comments in our own threads (the ones this instance may remove)."""
+    rows = (
+        await session.execute(
+            select(Comment, Story)
+            .join(Story, Story.id == Comment.story_id)
+            .where(Comment.state == CommentState.VISIBLE, Story.local.is_(True))
+            .order_by(Comment.published_at.desc(), Comment.id.desc())
+            .limit(RECENT_SHOWN)
+        )
+    ).all()
+    return [(comment, story) for comment, story in rows]
+
+
+async def moderation_page(request: Request) -> Response:
+    ctx: Context = request.app.state.ctx
+    async with ctx.sessions() as session:
+        try:
+            await _moderator(request, session)
+        except _SignIn:
+            return _to_login(request)
+        shown = await _recently_shown(session)
+    held = await comments.pending(ctx)
+    return render(request, "admin_comments.html", {"pending": held, "shown": shown})
+
+
+def _action(
+    act: Callable[[Context, str], Awaitable[Comment]],
+) -> Callable[[Request], Awaitable[Response]]:
+    """A POST that applies `act` to one comment, then goes back to the page (303)."""
+
+    async def endpoint(request: Request) -> Response:
+        ctx: Context = request.app.state.ctx
+        async with request.form(**FORM_LIMITS) as form:
+            check_csrf(request, form.get("csrf_token"))
+        async with ctx.sessions() as session:
+            try:
+                await _moderator(request, session)
+            except _SignIn:
+                return RedirectResponse(f"/login?next={PAGE}", status_code=303)
+            comment = await session.get(Comment, request.path_params["comment_id"])
+        if comment is None or comment.uri is None:
+            raise HTTPException(404, "No such comment.")
+        try:
+            await act(ctx, comment.uri)
+        except NotFound:
+            raise HTTPException(404, "No such comment.") from None
+        except Invalid as error:
+            raise HTTPException(409, f"Nothing done: {error}.") from None
+        except Forbidden as error:
+            raise HTTPException(403, f"Nothing done: {error}.") from None
+        return RedirectResponse(PAGE, status_code=303)
+
+    return endpoint
+
+
+async def _remove(ctx: Context, url: str) -> Comment:
+    async with ctx.sessions() as session:
+        state = (
+            await session.execute(select(Comment.state).where(Comment.uri == url))
+        ).scalar_one_or_none()
+    if state in (CommentState.REMOVED, CommentState.DELETED):
+        raise Invalid(f"the comment is already {state}")
+    return await comments.remove(ctx, url)
+
+
+routes = [
+    Route(PAGE, moderation_page, methods=["GET"]),
+    Route(f"{PAGE}/{{comment_id:int}}/approve", _action(comments.approve), methods=["POST"]),
+    Route(f"{PAGE}/{{comment_id:int}}/reject", _action(comments.reject), methods=["POST"]),
+    Route(f"{PAGE}/{{comment_id:int}}/remove", _action(_remove), methods=["POST"]),
+]
