@@ -22,7 +22,7 @@ serve: $(VENV)/.installed
 	exec $(BIN)/fediverse-stories serve --host 127.0.0.1 --port 8000
 
 # The whole suite on SQLite, then again on PostgreSQL when FEDIVERSE_STORIES_TEST_DATABASE_URL is set.
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test interop-venv
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(MAKE) --no-print-directory test-sqlite
@@ -49,3 +49,20 @@ bench: $(VENV)/.installed-test
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# The interop suite's peers (bovine-herd, bovine-tool, fediverse-pasture and its 262 inputs) in a
+# virtual environment of their own; tests/interop runs them in a network namespace (root).
+INTEROP_VENV := .venv-interop
+
+.PHONY: interop-venv interop
+interop-venv: $(INTEROP_VENV)/.installed
+
+$(INTEROP_VENV)/.installed: tests/interop/peers/requirements.txt
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11 or newer is needed"'
+	$(PYTHON) -m venv $(INTEROP_VENV)
+	$(INTEROP_VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/interop/peers/requirements.txt
+	touch $@
+
+# Only the interop suite (the whole suite collects it too, in its SQLite pass).
+interop: $(VENV)/.installed-test $(INTEROP_VENV)/.installed
+	FEDIVERSE_STORIES_TEST_BACKEND=sqlite $(BIN)/pytest tests/interop $(PYTEST_ARGS)

@@ -83,3 +83,20 @@ def media_type_is_activitystreams(content_type: str | None) -> bool:
             if AS_CONTEXT in profiles:
                 return True
     return False
+
+
+def primary_type(value: object, known: Iterable[str] = ()) -> str | None:
+    """The one type to act on when `type` may be a string or a list (peers send both).
+
+    From a list, the first type in `known` wins, else the first string; None when there is none.
+    """
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, list):
+        strings = [item for item in value if isinstance(item, str) and item]
+        known_set = frozenset(known)
+        for item in strings:
+            if item in known_set:
+                return item
+        return strings[0] if strings else None
+    return None

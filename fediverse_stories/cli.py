@@ -16,6 +16,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from fediverse_stories.cli_comments import add_comment_commands
 from fediverse_stories.cli_domain import add_domain_commands
 from fediverse_stories.cli_federation import add_federation_commands
+from fediverse_stories.cli_ops import add_ops_commands
 from fediverse_stories.context import Context
 from fediverse_stories.services.accounts import create_account, parse_role, set_password
 from fediverse_stories.services.errors import ServiceError
@@ -63,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_federation_commands(commands, _Parser)
     add_domain_commands(commands, _Parser)
     add_comment_commands(commands, _Parser)
+    add_ops_commands(commands, _Parser)
     return parser
 
 
@@ -87,9 +89,15 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _all_commands() -> dict[str, Callable[[Settings, argparse.Namespace], None]]:
-    from fediverse_stories import cli_comments, cli_domain, cli_federation
+    from fediverse_stories import cli_comments, cli_domain, cli_federation, cli_ops
 
-    return {**COMMANDS, **cli_federation.COMMANDS, **cli_domain.COMMANDS, **cli_comments.COMMANDS}
+    return {
+        **COMMANDS,
+        **cli_federation.COMMANDS,
+        **cli_domain.COMMANDS,
+        **cli_comments.COMMANDS,
+        **cli_ops.COMMANDS,
+    }
 
 
 def _command_name(args: argparse.Namespace) -> str:

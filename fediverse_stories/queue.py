@@ -75,6 +75,26 @@ async def claim(ctx: Context, worker_id: str, limit: int) -> list[Job]:
         return list(claimed.scalars())
 
 
+async def renew(ctx: Context, worker_id: str, job_ids: list[int]) -> int:
+    """Extend the lease of jobs this worker still holds (a live worker never loses a slow job);
+    the number renewed. A job whose lease already went to another worker is not touched."""
+    if not job_ids:
+        return 0
+    lease_until = ctx.clock() + timedelta(seconds=ctx.settings.job_lease_seconds)
+    async with ctx.sessions.begin() as session:
+        result = await session.execute(
+            update(Job)
+            .where(
+                Job.id.in_(job_ids),
+                Job.claimed_by == worker_id,
+                Job.state == JobState.CLAIMED,
+            )
+            .values(lease_until=lease_until)
+            .execution_options(synchronize_session=False)
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+
 async def finish(ctx: Context, job: Job) -> None:
     await _close(ctx, job, state=JobState.DONE, error=None)
 
@@ -103,7 +123,12 @@ async def release(ctx: Context, job: Job) -> None:
     async with ctx.sessions.begin() as session:
         await session.execute(
             update(Job)
-            .where(Job.id == job.id, Job.claimed_by == job.claimed_by)
+            # Only while still claimed: a job its handler already closed stays closed.
+            .where(
+                Job.id == job.id,
+                Job.claimed_by == job.claimed_by,
+                Job.state == JobState.CLAIMED,
+            )
             .values(
                 state=JobState.QUEUED, lease_until=None, claimed_by=None, attempts=Job.attempts - 1
             )

@@ -60,10 +60,22 @@ class Worker:
     """Runs due jobs, `concurrency` at a time."""
 
     def __init__(
-        self, ctx: Context, *, concurrency: int = 16, handlers: dict[str, Handler] | None = None
+        self,
+        ctx: Context,
+        *,
+        concurrency: int = 16,
+        handlers: dict[str, Handler] | None = None,
+        stop_grace_seconds: float | None = None,
     ) -> None:
         self.ctx = ctx
         self.concurrency = concurrency
+        # After SIGTERM, jobs in hand get this long to finish; any still running are then
+        # cancelled and released (queued again at once), not left claimed until their lease ends.
+        self.stop_grace_seconds = (
+            ctx.settings.worker_stop_grace_seconds
+            if stop_grace_seconds is None
+            else stop_grace_seconds
+        )
         self.handlers = HANDLERS if handlers is None else handlers
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
@@ -79,20 +91,24 @@ class Worker:
         return await self._pump(stop=None, max_jobs=max_jobs)
 
     async def run_forever(self, stop: asyncio.Event) -> None:
-        """Run jobs until `stop` is set; jobs in hand are finished, not abandoned."""
+        """Run jobs until `stop` is set; jobs in hand are then finished within the stop grace,
+        and any still running after it are cancelled and released, never left claimed."""
         await self._pump(stop=stop, max_jobs=None)
 
     async def _pump(self, *, stop: asyncio.Event | None, max_jobs: int | None) -> int:
         # A slot frees as soon as its job ends and is refilled at once: one slow peer holds one
         # slot, never a whole batch.
-        running: set[asyncio.Task[None]] = set()
+        running: dict[asyncio.Task[None], Job] = {}
         total = 0
         idle_sleep = self.ctx.settings.worker_idle_sleep_seconds
+        renewer = asyncio.create_task(self._renew_leases(running))
         try:
             while True:
                 stopping = stop is not None and stop.is_set()
+                if stopping:
+                    return total
                 claimed: list[Job] = []
-                if not stopping and len(running) < self.concurrency:
+                if len(running) < self.concurrency:
                     try:
                         claimed = await queue.claim(
                             self.ctx, self.worker_id, self.concurrency - len(running)
@@ -100,25 +116,68 @@ class Worker:
                     except Exception:  # a database hiccup must not end the worker
                         log.exception("claiming jobs failed")
                 for job in claimed:
-                    running.add(asyncio.create_task(self._run(job)))
+                    running[asyncio.create_task(self._run(job))] = job
                 total += len(claimed)
                 if max_jobs is not None and total > max_jobs:
                     raise RuntimeError("the queue did not become idle")
                 if running:
                     full = len(running) >= self.concurrency
-                    _, running = await asyncio.wait(
-                        running,
-                        return_when=asyncio.FIRST_COMPLETED,
-                        timeout=None if full else idle_sleep,
-                    )
+                    waiters: set[asyncio.Future[Any]] = set(running)
+                    stop_waiter = asyncio.ensure_future(stop.wait()) if stop is not None else None
+                    if stop_waiter is not None:
+                        waiters.add(stop_waiter)
+                    try:
+                        done, _ = await asyncio.wait(
+                            waiters,
+                            return_when=asyncio.FIRST_COMPLETED,
+                            timeout=None if full else idle_sleep,
+                        )
+                    finally:
+                        if stop_waiter is not None and not stop_waiter.done():
+                            stop_waiter.cancel()
+                    for task in done:
+                        running.pop(task, None)  # type: ignore[call-overload]
                     continue
-                if stop is None or stopping:
+                if stop is None:
                     return total
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), idle_sleep)
         finally:
-            if running:
-                await asyncio.gather(*running, return_exceptions=True)
+            try:
+                if running:
+                    await self._drain(running)
+            finally:
+                renewer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await renewer
+
+    async def _renew_leases(self, running: dict[asyncio.Task[None], Job]) -> None:
+        """Every third of the lease, extend the leases of the jobs in hand: only a worker that
+        died (or hangs) lets a lease expire, so only its jobs are taken over and run again."""
+        interval = self.ctx.settings.job_lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            ids = [job.id for task, job in list(running.items()) if not task.done()]
+            try:
+                await queue.renew(self.ctx, self.worker_id, ids)
+            except Exception:  # a database hiccup: the next round tries again
+                log.exception("renewing job leases failed")
+
+    async def _drain(self, running: dict[asyncio.Task[None], Job]) -> None:
+        """Let jobs in hand finish within the stop grace; cancel and release the rest."""
+        _, late = await asyncio.wait(set(running), timeout=self.stop_grace_seconds)
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.gather(*late, return_exceptions=True)
+        for task in late:
+            job = running[task]
+            try:
+                await queue.release(self.ctx, job)
+            except Exception:  # its lease still expires: another worker takes it then
+                log.exception("releasing job %s failed", job.id)
+            else:
+                log.info("released job %s (%s) unfinished at stop", job.id, job.kind)
 
     async def _run(self, job: Job) -> None:
         handler = self.handlers.get(job.kind)

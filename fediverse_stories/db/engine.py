@@ -28,12 +28,22 @@ def make_engine(database_url: str, **kwargs: Any) -> AsyncEngine:
             cursor.close()
 
         return engine
+    # Per process: a worker runs up to 16 jobs at once, each holding a connection only for its
+    # short transactions (never across an HTTP request), and a web process answers many
+    # requests on few connections; 10 + 10 covers both. PostgreSQL's max_connections must be
+    # about 20 x (web processes + workers) plus a margin (README "Scaling out").
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 10)
     kwargs.setdefault("pool_pre_ping", True)
+    server_settings = {
+        "statement_timeout": "30000",  # no statement runs longer than 30 s
+        # A transaction left open (a stuck process) must not keep claimed rows locked.
+        "idle_in_transaction_session_timeout": "60000",
+        "application_name": "fediverse-stories",  # shows in pg_stat_activity
+    }
     return create_async_engine(
         database_url,
-        connect_args={"server_settings": {"statement_timeout": "30000"}, "timeout": 10},
+        connect_args={"server_settings": server_settings, "timeout": 10},
         **kwargs,
     )
 

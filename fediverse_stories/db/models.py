@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -275,11 +276,14 @@ class Follow(Base):
     """One actor following another (either side may be local)."""
 
     __tablename__ = "follows"
-    __table_args__ = (UniqueConstraint("follower_id", "followed_id"),)
+    __table_args__ = (
+        UniqueConstraint("follower_id", "followed_id"),
+        Index("ix_follows_followed_state", "followed_id", "state"),
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     follower_id: Mapped[int] = mapped_column(ForeignKey("actors.id"))
-    followed_id: Mapped[int] = mapped_column(ForeignKey("actors.id"), index=True)
+    followed_id: Mapped[int] = mapped_column(ForeignKey("actors.id"))
     state: Mapped[FollowState] = mapped_column(_enum(FollowState))
     activity_uri: Mapped[str | None] = mapped_column(URL)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -289,7 +293,22 @@ class Job(Base):
     """A durable unit of background work: claimed under a lease, retried, failures recorded."""
 
     __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_state_run_at", "state", "run_at"),)
+    # Finished jobs stay for the record, so claiming reads partial indexes of live jobs only.
+    __table_args__ = (
+        Index(
+            "ix_jobs_due",
+            "run_at",
+            "id",
+            postgresql_where=text("state = 'queued'"),
+            sqlite_where=text("state = 'queued'"),
+        ),
+        Index(
+            "ix_jobs_lease",
+            "lease_until",
+            postgresql_where=text("state = 'claimed'"),
+            sqlite_where=text("state = 'claimed'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     kind: Mapped[str] = mapped_column(String(64))

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from activitypub.vocab import id_of
+from activitypub.vocab import id_of, primary_type
 from fediverse_stories.context import Context
 from fediverse_stories.inbound.dispatch import Refused, handles
 from fediverse_stories.services import interactions
@@ -22,7 +22,7 @@ NAMES = {interactions.LIKE: "like", interactions.ANNOUNCE: "boost"}
 
 @handles(interactions.LIKE, interactions.ANNOUNCE)
 async def on_interaction(ctx: Context, activity: dict[str, Any]) -> str:
-    kind = str(activity["type"])
+    kind = primary_type(activity["type"], interactions.COUNTERS) or ""
     object_uri = id_of(activity.get("object"))
     if object_uri is None:
         raise Refused("no object")
@@ -54,7 +54,7 @@ async def undo_interaction(ctx: Context, activity: dict[str, Any]) -> str | None
     Announce, by the sender, its type and its object: never someone else's interaction.
     """
     obj = activity.get("object")
-    kind = obj.get("type") if isinstance(obj, dict) else None
+    kind = primary_type(obj.get("type"), interactions.COUNTERS) if isinstance(obj, dict) else None
     if kind is not None and kind not in interactions.COUNTERS:
         return None
     undone_id = id_of(obj)

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 
 from activitypub.fetch import fetch_object
-from activitypub.vocab import ACTOR_TYPES, as_list, id_of
+from activitypub.vocab import ACTOR_TYPES, as_list, id_of, primary_type
 from fediverse_stories.context import Context
 from fediverse_stories.db.models import Actor, Follow, FollowState, Story, Tombstone
 from fediverse_stories.inbound.dispatch import RECEIVED, Refused, handles
@@ -76,7 +76,7 @@ async def on_create(ctx: Context, activity: dict[str, Any]) -> str:
         obj = await _from_origin(ctx, activity)
     else:
         obj = await _object(ctx, activity)
-    if obj.get("type") not in POST_TYPES:
+    if primary_type(obj.get("type"), POST_TYPES) not in POST_TYPES:
         return f"ignored: Create of {obj.get('type')}"
     author = await fetch_actor(ctx, activity["actor"])
     object_id = str(obj.get("id"))
@@ -103,12 +103,13 @@ async def on_update(ctx: Context, activity: dict[str, Any]) -> str:
     obj = activity.get("object")
     if not isinstance(obj, dict):
         obj = await _object(ctx, activity)
-    if obj.get("type") in ACTOR_TYPES:
+    kind = primary_type(obj.get("type"), POST_TYPES | ACTOR_TYPES)
+    if kind in ACTOR_TYPES:
         if obj.get("id") != activity["actor"]:
             raise Refused("an actor may only update itself")
         await store_actor(ctx, obj)  # the actor signed this request: its own word
         return "actor updated"
-    if obj.get("type") in POST_TYPES:
+    if kind in POST_TYPES:
         async with ctx.sessions.begin() as session:
             story = (
                 await session.execute(

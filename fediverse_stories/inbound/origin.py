@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from activitypub.vocab import id_of
+from activitypub.vocab import id_of, primary_type
 
 # Types whose `object` must be present.
 NEEDS_OBJECT = frozenset(
@@ -58,8 +58,8 @@ def _valid_id(value: object) -> bool:
 
 def check_origin(activity: dict[str, Any], signer_uri: str) -> None:
     """Raise OriginError unless the activity is well-formed and owned by its signer."""
-    kind = activity.get("type")
-    if not isinstance(kind, str) or not kind:
+    kind = primary_type(activity.get("type"), NEEDS_OBJECT)
+    if kind is None:
         raise OriginError("the activity has no type", malformed=True)
     if not _valid_id(activity.get("id")):
         raise OriginError("the activity has no valid id", malformed=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from activitypub.vocab import PUBLIC, addresses, as_list, id_of
+from activitypub.vocab import PUBLIC, addresses, as_list, id_of, primary_type
 from fediverse_stories.db.models import CommentPolicy, StoryTag, Visibility
 from fediverse_stories.sanitize import plain_text, story_html
 
@@ -45,7 +45,7 @@ def post_fields(obj: dict[str, Any]) -> dict[str, Any]:
     published = parse_time(obj.get("published")) or datetime.now(UTC)
     return {
         "uri": str(obj["id"]),
-        "object_type": str(obj.get("type"))[:32],
+        "object_type": (primary_type(obj.get("type")) or "Note")[:32],
         "url": id_of(obj.get("url")),
         "title": plain_text(name)[:500],
         "summary": plain_text(summary)[:2000],

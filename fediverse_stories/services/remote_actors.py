@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from activitypub.errors import FetchError, VocabularyError
 from activitypub.fetch import fetch_object
 from activitypub.keys import PublicKey, load_public_pem
-from activitypub.vocab import ACTOR_TYPES, id_of
+from activitypub.vocab import ACTOR_TYPES, id_of, primary_type
 from fediverse_stories.context import Context
 from fediverse_stories.db.models import Actor
 from fediverse_stories.sanitize import comment_html, plain_text
@@ -44,7 +44,7 @@ async def actor_by_key_id(session: AsyncSession, key_id: str) -> Actor | None:
 def actor_fields(document: dict[str, Any]) -> dict[str, Any]:
     """Our Actor columns from a remote actor document; VocabularyError when it is not one."""
     actor_id = document.get("id")
-    kind = document.get("type")
+    kind = primary_type(document.get("type"), ACTOR_TYPES)
     if not isinstance(actor_id, str) or kind not in ACTOR_TYPES:
         raise VocabularyError("not an actor document")
     inbox = document.get("inbox")
@@ -172,7 +172,7 @@ async def key_for(ctx: Context, key_id: str, *, refresh: bool = False) -> tuple[
         auth=await instance_auth(ctx),
         deadline=ctx.settings.fetch_timeout_seconds,
     )
-    if document.get("type") not in ACTOR_TYPES:
+    if primary_type(document.get("type"), ACTOR_TYPES) not in ACTOR_TYPES:
         owner = id_of(document.get("owner"))
         if owner is None or host_of(owner) != host_of(key_id):
             raise VocabularyError("the key document names no owner on its host")

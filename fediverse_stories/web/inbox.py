@@ -18,11 +18,11 @@ from starlette.routing import Route
 from activitypub.errors import FetchError, ProtocolError, SignatureError, SignatureInvalid
 from activitypub.keys import PublicKey
 from activitypub.signatures import claimed_key_id, verify_request
-from activitypub.vocab import id_of, media_type_is_activitystreams
+from activitypub.vocab import id_of, media_type_is_activitystreams, primary_type
 from fediverse_stories import queue
 from fediverse_stories.context import Context
 from fediverse_stories.db.models import Actor, InboxActivity
-from fediverse_stories.inbound.origin import OriginError, check_origin
+from fediverse_stories.inbound.origin import NEEDS_OBJECT, OriginError, check_origin
 from fediverse_stories.services import comments, domains
 from fediverse_stories.services.actors import local_actor
 from fediverse_stories.services.remote_actors import host_of, key_for, may_refetch_key
@@ -157,7 +157,7 @@ async def _allowed_exception(ctx: Context, activity: dict[str, Any], signer_uri:
     fetched from its own origin. A Delete of a comment by the owner of its thread: the owner
     decides what its thread shows.
     """
-    kind = activity.get("type")
+    kind = primary_type(activity.get("type"), NEEDS_OBJECT)
     actor = id_of(activity.get("actor"))
     if kind == "Create" and actor != signer_uri:
         obj = activity.get("object")
@@ -237,7 +237,7 @@ async def _store(ctx: Context, activity: dict[str, Any], key_id: str, body: byte
         async with ctx.sessions.begin() as session:
             row = InboxActivity(
                 uri=uri,
-                type=str(activity["type"])[:64],
+                type=(primary_type(activity["type"], NEEDS_OBJECT) or "?")[:64],
                 actor_uri=activity["actor"]
                 if isinstance(activity["actor"], str)
                 else activity["actor"]["id"],

@@ -236,3 +236,18 @@ async def test_comments_close_after_the_configured_days(instances: InstanceFacto
     article = await a.client.get(story.uri or "", headers={"Accept": "application/activity+json"})
     assert article.json()["interactionPolicy"]["canReply"] == {}
     assert len(alice.activities("Reject")) == 1
+
+
+async def test_a_reply_whose_type_is_a_list_becomes_a_comment(instances: InstanceFactory) -> None:
+    a = await instances.start("http://a.test")
+    await add_user(a, "amina", Role.AUTHOR)
+    alice = MastodonRemote.register(instances)
+    story = await publishing.publish(
+        a.ctx, "amina", StoryDraft(title="Types", body_markdown="Text.", summary="S.")
+    )
+    create = alice.note_create(story.uri or "", text="Typed twice.")
+    create["type"] = ["Create"]
+    create["object"]["type"] = ["Note", "Article"]
+    assert (await alice.post("http://a.test/inbox", create)).status_code == 202
+    await settle(a)
+    assert await thread_texts(a, story.uri or "") == ["Typed twice."]
