@@ -1,4 +1,4 @@
-"""Requests recorded from real servers (shared/interop/captured-requests.md) parse and pass policy.
+"""Requests recorded from real servers (tests/fixtures/captured-requests.md) parse and pass policy.
 
 The senders' keys were not kept, so the crypto cannot pass; every check before it must. Bodies
 are stored as JSON; where `json.dumps(body)` reproduces the sent bytes (the Digest says so) the
@@ -22,7 +22,7 @@ from activitypub.digest import verify_digest
 from activitypub.errors import SignatureInvalid
 from activitypub.keys import generate_rsa
 
-CAPTURED = Path("/work/shared/interop/captured-requests.md")
+CAPTURED = Path(__file__).resolve().parents[1] / "fixtures" / "captured-requests.md"
 
 
 def _sections() -> list[tuple[str, dict[str, Any]]]:

@@ -5,7 +5,7 @@ fediverse-pasture inside `unshare --net --mount --pid` (loopback only, a private
 and prints what happened as JSON; the tests here assert on that JSON.
 
 Without what it needs (root, `unshare`, .venv-interop from `make interop-venv`, the JSON-LD
-contexts of ../shared/interop) the suite is skipped, with the reason; with
+contexts of tests/fixtures) the suite is skipped, with the reason; with
 FEDIVERSE_STORIES_REQUIRE_INTEROP=1 (CI) it fails instead.
 """
 
@@ -27,7 +27,7 @@ ROOT = HERE.parents[1]
 PEER_PYTHON = ROOT / ".venv-interop" / "bin" / "python"
 LD_CONTEXTS = Path(
     os.environ.get(
-        "FEDIVERSE_STORIES_LD_CONTEXTS", ROOT.parent / "shared" / "interop" / "ld_contexts.json"
+        "FEDIVERSE_STORIES_LD_CONTEXTS", ROOT / "tests" / "fixtures" / "ld_contexts.json"
     )
 )
 SCENARIO_TIMEOUT_SECONDS = 280

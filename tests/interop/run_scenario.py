@@ -11,7 +11,7 @@ c.test on 127.0.0.2-4), and starts, each on port 80 of its own address:
 - http://b.test  bovine-herd (tests/interop/peers/bovine_herd_app.py) with the user `milan`
 - http://c.test  fediverse-pasture's actor verifier (tests/interop/peers/pasture_server.py)
 The peers run in .venv-interop with their JSON-LD context cache pre-filled from
-../shared/interop/ld_contexts.json, so nothing is downloaded; the namespace has no route out.
+tests/fixtures/ld_contexts.json, so nothing is downloaded; the namespace has no route out.
 
 It then plays the scenario of issue 9 and prints one JSON document on stdout: facts, not
 verdicts (the tests in this folder assert on them). Logs of every process stay in WORKDIR.
@@ -42,7 +42,7 @@ PEER_PYTHON = ROOT / ".venv-interop" / "bin" / "python"
 OUR_CLI = Path(sys.executable).with_name("fediverse-stories")
 LD_CONTEXTS = Path(
     os.environ.get(
-        "FEDIVERSE_STORIES_LD_CONTEXTS", ROOT.parent / "shared" / "interop" / "ld_contexts.json"
+        "FEDIVERSE_STORIES_LD_CONTEXTS", ROOT / "tests" / "fixtures" / "ld_contexts.json"
     )
 )
 
