@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Any
 
 from starlette.requests import Request
@@ -14,6 +15,19 @@ from fediverse_stories.web.sessions import csrf_token
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 
 templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
+
+
+def http_url(value: object) -> str:
+    """A link target only if it is http(s); anything else (javascript:, data:, ...) becomes "#".
+
+    Remote URLs are checked when they arrive too; this keeps a page safe whatever is stored.
+    """
+    if isinstance(value, str) and urlsplit(value.strip()).scheme.lower() in ("http", "https"):
+        return value
+    return "#"
+
+
+templates.env.filters["http_url"] = http_url
 
 
 def render(
