@@ -4,8 +4,8 @@ on every page that shows them, in titles and meta tags, and in the JSON we serve
 from __future__ import annotations
 
 import re
-from html.parser import HTMLParser
 from datetime import UTC, datetime
+from html.parser import HTMLParser
 
 import pytest
 
