@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--role", default="member", help="admin, moderator, author or member")
     add.add_argument("--display-name", default="")
     add.add_argument("--manual-approval", action="store_true")
+    add.add_argument(
+        "--hide-followers", action="store_true", help="show only the follower and following counts"
+    )
     add.add_argument("--password-stdin", action="store_true")
     password = user_commands.add_parser("password", help="set an account's password")
     password.add_argument("name")
@@ -182,6 +185,7 @@ def cmd_user_add(settings: Settings, args: argparse.Namespace) -> None:
                 role=role,
                 display_name=args.display_name,
                 manual_approval=args.manual_approval,
+                hide_followers=args.hide_followers,
             )
 
     run_with_context(settings, _after_migrated(work))

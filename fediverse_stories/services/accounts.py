@@ -39,6 +39,7 @@ async def create_account(
     role: Role = Role.MEMBER,
     display_name: str = "",
     manual_approval: bool = False,
+    hide_followers: bool = False,
 ) -> Account:
     """A new account and its Person actor, in the caller's transaction."""
     check_username(username)
@@ -52,6 +53,7 @@ async def create_account(
         display_name=display_name,
         manually_approves_followers=manual_approval,
     )
+    actor.hide_followers = hide_followers
     account = Account(
         actor_id=actor.id,
         username=username,

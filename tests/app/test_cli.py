@@ -243,3 +243,21 @@ async def test_story_publish_prints_only_the_url(
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines() == ["http://a.test/stories/1"]
+
+
+async def test_user_add_hide_followers_publishes_only_counts(operator_env: dict[str, str]) -> None:
+    from fediverse_stories.db.models import Actor
+
+    result = await asyncio.to_thread(run, operator_env, "user", "add", "quiet", "--hide-followers")
+    assert result.returncode == 0, result.stderr
+    engine = make_engine(operator_env["FEDIVERSE_STORIES_DATABASE_URL"])
+    try:
+        async with engine.connect() as connection:
+            hidden = (
+                await connection.execute(
+                    select(Actor.hide_followers).where(Actor.username == "quiet")
+                )
+            ).scalar_one()
+    finally:
+        await engine.dispose()
+    assert hidden is True
