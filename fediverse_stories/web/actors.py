@@ -34,6 +34,7 @@ from fediverse_stories.web.negotiation import (
     activity_error,
     negotiated,
 )
+from fediverse_stories.web.signed_fetch import signed_if_required
 
 PAGE_SIZE = 20
 MAX_PAGE = 100_000
@@ -217,7 +218,7 @@ async def featured(request: Request) -> Response:
 routes = [
     Route(
         "/users/{username}",
-        negotiated(pages.profile, _actor_document(_person_or_org)),
+        negotiated(pages.profile, signed_if_required(_actor_document(_person_or_org))),
         methods=["GET"],
     ),
     Route(
@@ -227,15 +228,19 @@ routes = [
     ),
     Route(
         "/users/{username}/followers",
-        _graph_collection(_person_or_org, convert.followers_url, _followers_query),
+        signed_if_required(
+            _graph_collection(_person_or_org, convert.followers_url, _followers_query)
+        ),
         methods=["GET"],
     ),
     Route(
         "/users/{username}/following",
-        _graph_collection(_person_or_org, convert.following_url, _following_query),
+        signed_if_required(
+            _graph_collection(_person_or_org, convert.following_url, _following_query)
+        ),
         methods=["GET"],
     ),
-    Route("/users/{username}/outbox", _outbox(_person_or_org), methods=["GET"]),
-    Route("/users/{username}/featured", featured, methods=["GET"]),
-    Route("/actor/outbox", _outbox(_instance_actor), methods=["GET"]),
+    Route("/users/{username}/outbox", signed_if_required(_outbox(_person_or_org)), methods=["GET"]),
+    Route("/users/{username}/featured", signed_if_required(featured), methods=["GET"]),
+    Route("/actor/outbox", signed_if_required(_outbox(_instance_actor)), methods=["GET"]),
 ]

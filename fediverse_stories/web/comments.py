@@ -21,6 +21,7 @@ from fediverse_stories.web.negotiation import (
     negotiated,
 )
 from fediverse_stories.web.sessions import check_csrf
+from fediverse_stories.web.signed_fetch import signed_if_required
 
 PAGE_SIZE = 20
 FORM_LIMITS = {"max_files": 0, "max_fields": 5, "max_part_size": 64 * 1024}
@@ -151,7 +152,15 @@ async def thread_collection(request: Request) -> Response:
 
 routes = [
     Route("/stories/{story_id:int}/comments", post_comment, methods=["POST"]),
-    Route("/comments/{comment_id:int}", negotiated(comment_html, comment_json), methods=["GET"]),
-    Route("/stories/{story_id:int}/replies", thread_collection, methods=["GET"]),
-    Route("/stories/{story_id:int}/context", thread_collection, methods=["GET"]),
+    Route(
+        "/comments/{comment_id:int}",
+        negotiated(comment_html, signed_if_required(comment_json)),
+        methods=["GET"],
+    ),
+    Route(
+        "/stories/{story_id:int}/replies", signed_if_required(thread_collection), methods=["GET"]
+    ),
+    Route(
+        "/stories/{story_id:int}/context", signed_if_required(thread_collection), methods=["GET"]
+    ),
 ]

@@ -9,15 +9,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from activitypub.errors import ProtocolError
-from activitypub.keys import PublicKey
-from activitypub.signatures import verify_request
 from fediverse_stories import convert
 from fediverse_stories.context import Context
-from fediverse_stories.db.models import Activity, Follow, FollowState, Story, Visibility
-from fediverse_stories.services.remote_actors import key_for
+from fediverse_stories.db.models import Activity, Actor, Follow, FollowState, Story, Visibility
 from fediverse_stories.web import pages
 from fediverse_stories.web.negotiation import ActivityResponse, activity_error, negotiated
+from fediverse_stories.web.signed_fetch import signed_if_required, signer_of
 
 
 async def story_json(request: Request) -> Response:
@@ -46,33 +43,16 @@ async def story_json(request: Request) -> Response:
 
 async def _signed_by_follower(request: Request, ctx: Context, author_id: int) -> bool:
     """True for a validly signed GET from an actor whose follow of the author was accepted."""
-    path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    signer: dict[str, int] = {}
-
-    async def resolver(key_id: str) -> PublicKey:
-        key, actor = await key_for(ctx, key_id)
-        signer["id"] = actor.id
-        return key
-
-    try:
-        await verify_request(
-            "GET",
-            path,
-            request.headers.items(),
-            b"",
-            resolver,
-            clock=lambda: ctx.clock().timestamp(),
-            host_override=ctx.settings.host,
-            target_uri=ctx.settings.base_url + path,
-            scheme=ctx.settings.base_url.split(":", 1)[0],
-        )
-    except ProtocolError:
+    signer_uri = await signer_of(request, ctx)
+    if signer_uri is None:
         return False
     async with ctx.sessions() as session:
         follow = (
             await session.execute(
-                select(Follow.id).where(
-                    Follow.follower_id == signer["id"],
+                select(Follow.id)
+                .join(Actor, Actor.id == Follow.follower_id)
+                .where(
+                    Actor.uri == signer_uri,
                     Follow.followed_id == author_id,
                     Follow.state == FollowState.ACCEPTED,
                 )
@@ -108,7 +88,11 @@ async def story_create(request: Request) -> Response:
 
 
 routes = [
-    Route("/stories/{story_id:int}", negotiated(pages.story_page, story_json), methods=["GET"]),
-    Route("/stories/{story_id:int}/activity", story_create, methods=["GET"]),
-    Route("/activities/{activity_id}", activity_json, methods=["GET"]),
+    Route(
+        "/stories/{story_id:int}",
+        negotiated(pages.story_page, signed_if_required(story_json)),
+        methods=["GET"],
+    ),
+    Route("/stories/{story_id:int}/activity", signed_if_required(story_create), methods=["GET"]),
+    Route("/activities/{activity_id}", signed_if_required(activity_json), methods=["GET"]),
 ]

@@ -140,3 +140,29 @@ async def test_followers_only_story_reaches_followers_and_answers_only_their_sig
         story.uri or "", headers=accept, auth=auth_for(b.ctx, stranger)
     )
     assert not_follower.status_code == 404
+
+
+async def test_signed_fetch_only_mode_answers_only_signed_gets(instances: InstanceFactory) -> None:
+    from fediverse_stories.services.actors import local_actor
+    from fediverse_stories.services.signing import auth_for
+
+    a = await instances.start("http://a.test", env={"FEDIVERSE_STORIES_SIGNED_FETCH_ONLY": "1"})
+    b = await instances.start("http://b.test")
+    await add_user(a, "amina")
+    await add_user(b, "bob", Role.MEMBER)
+    accept = {"Accept": "application/activity+json"}
+    assert (await a.client.get("/users/amina", headers=accept)).status_code == 401
+    assert (await a.client.get("/actor", headers=accept)).status_code == 200  # our key stays public
+    assert (await a.client.get("/users/amina")).status_code == 200  # pages are not affected
+    async with b.ctx.sessions() as session:
+        bob = await local_actor(session, b.ctx, "bob")
+    assert bob is not None
+    signed = await instances.http.get(
+        "http://a.test/users/amina", headers=accept, auth=auth_for(b.ctx, bob)
+    )
+    assert signed.status_code == 200
+    assert signed.json()["id"] == "http://a.test/users/amina"
+    # Federation still works: b follows a (a fetches b's key with its own signed GETs).
+    await follows.follow(b.ctx, "bob", "amina@a.test")
+    await settle(a, b)
+    assert await follow_state(a) == [FollowState.ACCEPTED]
