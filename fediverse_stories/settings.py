@@ -47,6 +47,8 @@ class Settings:
     login_limit_per_account: int = 10
     login_limit_per_address: int = 30
     login_window_seconds: int = 60
+    follow_limit: int = 40
+    follow_window_seconds: int = 300
     job_lease_seconds: int = 120
     worker_idle_sleep_seconds: float = 1.0
     worker_stop_grace_seconds: float = 20.0
@@ -146,6 +148,8 @@ class Settings:
             login_limit_per_account=integer("LOGIN_LIMIT_PER_ACCOUNT", 10, 1) or 10,
             login_limit_per_address=integer("LOGIN_LIMIT_PER_ADDRESS", 30, 1) or 30,
             login_window_seconds=integer("LOGIN_WINDOW_SECONDS", 60, 1) or 60,
+            follow_limit=integer("FOLLOW_LIMIT", 40, 1) or 40,
+            follow_window_seconds=integer("FOLLOW_WINDOW_SECONDS", 300, 1) or 300,
             job_lease_seconds=integer("JOB_LEASE_SECONDS", 120, 1) or 120,
             worker_idle_sleep_seconds=number("WORKER_IDLE_SLEEP_SECONDS", 1.0),
             worker_stop_grace_seconds=number("WORKER_STOP_GRACE_SECONDS", 20.0),

@@ -8,7 +8,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from activitypub.errors import FetchError, ProtocolError
+from activitypub.errors import FetchError, FetchStatusError, FetchTimeout, ProtocolError
 from fediverse_stories.context import Context
 from fediverse_stories.db.models import InboxActivity
 from fediverse_stories.services.errors import ServiceError
@@ -61,8 +61,9 @@ async def process(ctx: Context, payload: dict[str, Any]) -> None:
     except Refused as refusal:
         outcome = f"refused: {refusal}"
     except (FetchError, ProtocolError, ServiceError) as error:
-        # A fetch may fail for a while (the origin is down): retry on the job's backoff.
-        if payload.get("_attempt", 1) < 5 and isinstance(error, FetchError):
+        # An origin that is down may come back: retry those on the job's backoff. A document
+        # that was refused (wrong id, type, address, size) will be refused again: record it.
+        if payload.get("_attempt", 1) < 5 and _transient(error):
             raise RetryLater(
                 ctx.clock() + _backoff(payload), f"{type(error).__name__}: {error}"
             ) from None
@@ -72,6 +73,15 @@ async def process(ctx: Context, payload: dict[str, Any]) -> None:
         if stored is not None:
             stored.processed_at = ctx.clock()
             stored.outcome = outcome[:2000]
+
+
+def _transient(error: Exception) -> bool:
+    if isinstance(error, FetchStatusError):
+        return error.status >= 500 or error.status in (408, 429)
+    if isinstance(error, FetchTimeout):
+        return True
+    # A plain FetchError is a connection failure; its subclasses are refusals.
+    return type(error) is FetchError
 
 
 def _backoff(payload: dict[str, Any]) -> Any:

@@ -81,7 +81,8 @@ async def on_create(ctx: Context, activity: dict[str, Any]) -> str:
     author = await fetch_actor(ctx, activity["actor"])
     object_id = str(obj.get("id"))
     async with ctx.sessions() as session:
-        if await session.get(Tombstone, object_id) is not None:
+        tombstone = await session.get(Tombstone, object_id)
+        if tombstone is not None and tombstone.actor_uri in (None, activity["actor"]):
             return "ignored: already deleted"
         existing = (await session.execute(select(Story.id).where(Story.uri == object_id))).scalar()
     if existing is not None:

@@ -84,7 +84,13 @@ def check_origin(activity: dict[str, Any], signer_uri: str) -> None:
 
 def _check_created(obj: object, actor: str) -> None:
     if not isinstance(obj, dict):
-        return  # a reference: fetched from its origin by the worker
+        # A reference is fetched from its origin by the worker: only ever on the actor's host.
+        reference = id_of(obj)
+        if not _valid_id(reference):
+            raise OriginError("the Create names no valid object", malformed=True)
+        if _origin(str(reference)) != _origin(actor):
+            raise OriginError("the created object is not on the actor's host")
+        return
     object_id = obj.get("id")
     if not _valid_id(object_id):
         raise OriginError("the created object has no valid id", malformed=True)

@@ -22,6 +22,12 @@ def parse_time(value: object) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def _http_url(value: str | None) -> str | None:
+    if value and value.startswith(("https://", "http://")) and len(value) <= 2048:
+        return value
+    return None
+
+
 def _text(obj: dict[str, Any], field: str) -> str:
     value = obj.get(field)
     return value if isinstance(value, str) else ""
@@ -46,7 +52,7 @@ def post_fields(obj: dict[str, Any]) -> dict[str, Any]:
     return {
         "uri": str(obj["id"]),
         "object_type": (primary_type(obj.get("type")) or "Note")[:32],
-        "url": id_of(obj.get("url")),
+        "url": _http_url(id_of(obj.get("url"))),
         "title": plain_text(name)[:500],
         "summary": plain_text(summary)[:2000],
         "content_html": story_html(content[:MAX_CONTENT]),

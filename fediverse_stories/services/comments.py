@@ -73,7 +73,8 @@ async def receive(
     """
     note_id = str(note["id"])
     async with ctx.sessions.begin() as session:
-        if await session.get(Tombstone, note_id) is not None:
+        tombstone = await session.get(Tombstone, note_id)
+        if tombstone is not None and tombstone.actor_uri in (None, author.uri):
             return "ignored: this reply was deleted"
         if (await session.execute(select(Comment.id).where(Comment.uri == note_id))).scalar():
             return "ignored: already have this comment"

@@ -31,7 +31,7 @@ async def target_of(session: AsyncSession, object_uri: str, *, lock: bool = Fals
     """
     story_query = select(Story).where(Story.uri == object_uri, Story.deleted_at.is_(None))
     if lock:
-        story_query = story_query.with_for_update()
+        story_query = story_query.with_for_update(of=Story)  # not the eager-joined author
     story = (await session.execute(story_query)).scalar_one_or_none()
     if story is not None:
         return story
@@ -39,7 +39,7 @@ async def target_of(session: AsyncSession, object_uri: str, *, lock: bool = Fals
         Comment.uri == object_uri, Comment.state == CommentState.VISIBLE
     )
     if lock:
-        comment_query = comment_query.with_for_update()
+        comment_query = comment_query.with_for_update(of=Comment)
     return (await session.execute(comment_query)).scalar_one_or_none()
 
 

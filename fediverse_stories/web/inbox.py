@@ -7,6 +7,7 @@ with its status and a short JSON reason. Work that needs a fetch happens in the 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from sqlalchemy import select
@@ -16,18 +17,24 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from activitypub.errors import FetchError, ProtocolError, SignatureError, SignatureInvalid
-from activitypub.keys import PublicKey
+from activitypub.keys import PublicKey, load_public_pem
 from activitypub.signatures import claimed_key_id, verify_request
 from activitypub.vocab import id_of, media_type_is_activitystreams, primary_type
 from fediverse_stories import queue
 from fediverse_stories.context import Context
-from fediverse_stories.db.models import Actor, InboxActivity
+from fediverse_stories.db.models import Actor, Domain, InboxActivity
 from fediverse_stories.inbound.origin import NEEDS_OBJECT, OriginError, check_origin
-from fediverse_stories.services import comments, domains
+from fediverse_stories.services import comments, domains, ratelimit
 from fediverse_stories.services.actors import local_actor
-from fediverse_stories.services.remote_actors import host_of, key_for, may_refetch_key
+from fediverse_stories.services.remote_actors import (
+    actor_by_key_id,
+    host_of,
+    key_for,
+    may_refetch_key,
+)
 
 MAX_DEPTH = 64
+LONE_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
 
 
 def refuse(status: int, reason: str) -> JSONResponse:
@@ -72,6 +79,9 @@ def parse_activity(body: bytes) -> dict[str, Any]:
     document = json.loads(body.decode("utf-8"), object_pairs_hook=no_duplicates)
     if not isinstance(document, dict):
         raise ValueError("the body is not a JSON object")
+    if LONE_SURROGATE_ESCAPE.search(body):
+        # `\ud800` alone decodes to a string no database (and no UTF-8) can hold.
+        json.dumps(document, ensure_ascii=False).encode("utf-8")
     return document
 
 
@@ -121,13 +131,17 @@ async def inbox(request: Request) -> Response:
         key_id = claimed_key_id(headers)
     except SignatureError as error:
         return refuse(401, f"signature: {error}")
+    # One read session for the policy check and the cached key (each statement costs a hop to
+    # the database thread; the inbox is the hot path: bench/inbox.py).
     async with ctx.sessions() as session:
         refused = await domains.is_refused(session, host_of(key_id))
+        cached = None if refused else await actor_by_key_id(session, key_id)
+        health = await session.get(Domain, cached.domain) if cached is not None else None
     if refused:
         return refuse(403, refused)
     # 4. The signature.
     try:
-        signer = await _verify(ctx, request, body)
+        signer = await _verify(ctx, request, body, cached, health)
     except SignatureError as error:
         return refuse(401, f"signature: {error}")
     except (FetchError, ProtocolError) as error:
@@ -145,9 +159,27 @@ async def inbox(request: Request) -> Response:
     except OriginError as error:
         if error.malformed or not await _allowed_exception(ctx, activity, signer.uri):
             return refuse(400 if error.malformed else 403, str(error))
+    if primary_type(activity.get("type"), NEEDS_OBJECT) == "Follow":
+        retry_after = await _follow_flood(ctx, signer.uri)
+        if retry_after is not None:
+            response = refuse(429, "too many follow requests from this actor; slow down")
+            response.headers["Retry-After"] = str(retry_after)
+            return response
     # 7. Store once and queue processing in the same transaction; then, and only then, 202.
     await _store(ctx, activity, key_id, body)
     return Response(status_code=202)
+
+
+async def _follow_flood(ctx: Context, actor_uri: str) -> int | None:
+    """Seconds to wait when this actor sent too many Follows lately (each queues an Accept)."""
+    settings, now = ctx.settings, ctx.clock()
+    key = f"inbox-follow:{actor_uri[:250]}"
+    window = settings.follow_window_seconds
+    async with ctx.sessions.begin() as session:
+        if await ratelimit.is_limited(session, key, settings.follow_limit, window, now):
+            return await ratelimit.seconds_left(session, key, window, now)
+        await ratelimit.hit(session, key, window, now)
+    return None
 
 
 async def _allowed_exception(ctx: Context, activity: dict[str, Any], signer_uri: str) -> bool:
@@ -180,13 +212,26 @@ async def _allowed_exception(ctx: Context, activity: dict[str, Any], signer_uri:
     return False
 
 
-async def _verify(ctx: Context, request: Request, body: bytes) -> Actor:
-    """Verify with the cached key; on failure refetch the key once (rate-limited) and retry."""
+async def _verify(
+    ctx: Context,
+    request: Request,
+    body: bytes,
+    cached: Actor | None = None,
+    health: Domain | None = None,
+) -> Actor:
+    """Verify with the cached key; on failure refetch the key once (rate-limited) and retry.
+
+    `cached` is the actor already read for this keyId (None: look it up), `health` its domain's
+    row as read with it: the verified request resets that domain's failures only if it has any.
+    """
     settings = ctx.settings
     path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     resolved: dict[str, Actor] = {}
 
     async def resolver(key_id: str, *, refresh: bool = False) -> PublicKey:
+        if not refresh and cached is not None and cached.key_id == key_id and cached.public_key_pem:
+            resolved["actor"] = cached
+            return load_public_pem(cached.public_key_pem)
         key, actor = await key_for(ctx, key_id, refresh=refresh)
         resolved["actor"] = actor
         return key
@@ -216,25 +261,34 @@ async def _verify(ctx: Context, request: Request, body: bytes) -> Actor:
 
         await verify(refreshed)
     actor = resolved["actor"]
-    async with ctx.sessions.begin() as session:
-        await domains.record_verified_request(session, actor.domain, ctx.clock())
+    healthy = (
+        actor is cached
+        and (health is None or health.domain == actor.domain)
+        and (
+            health is None
+            or (health.failures_since == 0 and not health.unavailable and health.failure_days == 0)
+        )
+    )
+    if not healthy:  # failures to reset (or not read yet): the write is needed
+        async with ctx.sessions.begin() as session:
+            await domains.record_verified_request(session, actor.domain, ctx.clock())
     return actor
 
 
 async def _store(ctx: Context, activity: dict[str, Any], key_id: str, body: bytes) -> None:
     uri = activity["id"]
-    async with ctx.sessions() as session:
-        exists = (
-            await session.execute(
-                select(InboxActivity.id).where(
-                    InboxActivity.uri == uri, InboxActivity.signer_key_id == key_id
-                )
-            )
-        ).scalar_one_or_none()
-    if exists is not None:
-        return  # a retry or replay: already stored, already processed
     try:
+        # One transaction: the dedupe read, then (only for a new activity) the row and its job.
         async with ctx.sessions.begin() as session:
+            exists = (
+                await session.execute(
+                    select(InboxActivity.id).where(
+                        InboxActivity.uri == uri, InboxActivity.signer_key_id == key_id
+                    )
+                )
+            ).scalar_one_or_none()
+            if exists is not None:
+                return  # a retry or replay: already stored, already processed
             row = InboxActivity(
                 uri=uri,
                 type=(primary_type(activity["type"], NEEDS_OBJECT) or "?")[:64],
