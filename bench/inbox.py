@@ -1,0 +1,232 @@
+"""Benchmark 1: signed activities accepted per second by `serve`, against the bare ceiling.
+
+100 remote actors with RSA-2048 keys are inserted into the instance's database first (keys
+cached: no fetch happens). Every request is a Create{Note} reply of about 1.5 KB, signed
+(Cavage, Digest) by one of them before the timed window, in a process pool. The same request
+set goes to `serve` and to bench/ceiling_inbox.py (separate databases), then again as 100%
+duplicates (a peer retrying).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import pickle
+import random
+import uuid
+from pathlib import Path
+from typing import Any
+
+from activitypub.keys import generate_rsa, load_private_pem, private_to_pem, public_to_pem
+from activitypub.signatures import sign_request_headers
+from activitypub.vocab import ACTIVITY_JSON
+
+from .common import Instance, free_port, in_pool, run_json, uvicorn_app, vm_hwm_mb
+
+ACTORS = 100
+PER_RUN = 2000
+WARMUP = 300
+CONNECTIONS = 64
+
+LOREM = (
+    "Thank you for writing this up. In our district the water committees met every second "
+    "week, and the women who kept the accounts were the ones people trusted most. We saw the "
+    "same pattern you describe: once the ledger was read aloud at the meeting, arrears fell. "
+)
+
+
+def actor_uri(n: int) -> str:
+    # Loopback hosts with nothing listening: even a stray fetch could not leave the machine.
+    return f"http://127.0.1.{n + 1}:9/users/peer{n}"
+
+
+def _new_key(_: int) -> tuple[str, str]:
+    key = generate_rsa()
+    return private_to_pem(key), public_to_pem(key)
+
+
+def make_keys() -> list[tuple[str, str]]:
+    return in_pool(_new_key, list(range(ACTORS)))
+
+
+def note_body(base_url: str, n: int, serial: str) -> bytes:
+    uri = actor_uri(n)
+    note_id = f"{uri}/statuses/{serial}"
+    document = {
+        "@context": ["https://www.w3.org/ns/activitystreams", "https://w3id.org/security/v1"],
+        "id": f"{note_id}/activity",
+        "type": "Create",
+        "actor": uri,
+        "published": "2025-01-15T10:00:00Z",
+        "to": ["https://www.w3.org/ns/activitystreams#Public"],
+        "cc": [f"{uri}/followers", f"{base_url}/users/writer"],
+        "object": {
+            "id": note_id,
+            "type": "Note",
+            "attributedTo": uri,
+            "inReplyTo": f"{base_url}/stories/1",
+            "published": "2025-01-15T10:00:00Z",
+            "url": f"{uri}/notes/{serial}",
+            "to": ["https://www.w3.org/ns/activitystreams#Public"],
+            "cc": [f"{uri}/followers", f"{base_url}/users/writer"],
+            "sensitive": False,
+            "content": f"<p>{LOREM * 3}</p>",
+            "contentMap": {"en": f"<p>{LOREM}</p>"},
+            "tag": [{"type": "Mention", "href": f"{base_url}/users/writer", "name": "@writer"}],
+            "attachment": [],
+        },
+    }
+    return json.dumps(document).encode()
+
+
+def _sign_chunk(job: tuple[str, str, str, str, list[bytes]]) -> list[bytes]:
+    pem, key_id, netloc, url, bodies = job
+    key = load_private_pem(pem, unsafe_skip_rsa_key_validation=True)
+    out = []
+    for body in bodies:
+        base = [("Host", netloc), ("Content-Type", ACTIVITY_JSON)]
+        added = sign_request_headers("POST", url, base, body, key_id=key_id, private_key=key)
+        lines = [
+            "POST /inbox HTTP/1.1",
+            f"Host: {netloc}",
+            f"Content-Type: {ACTIVITY_JSON}",
+            f"Content-Length: {len(body)}",
+            "User-Agent: bench",
+            *(f"{name}: {value}" for name, value in added.items() if name.lower() != "host"),
+        ]
+        out.append(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+    return out
+
+
+def build_requests(
+    keys: list[tuple[str, str]], base_url: str, netloc: str, count: int
+) -> list[bytes]:
+    per_actor: dict[int, list[bytes]] = {n: [] for n in range(ACTORS)}
+    for i in range(count):
+        per_actor[i % ACTORS].append(note_body(base_url, i % ACTORS, uuid.uuid4().hex))
+    jobs = [
+        (keys[n][0], actor_uri(n) + "#main-key", netloc, f"{base_url}/inbox", bodies)
+        for n, bodies in per_actor.items()
+    ]
+    requests = [r for chunk in in_pool(_sign_chunk, jobs) for r in chunk]
+    random.Random(count).shuffle(requests)
+    return requests
+
+
+async def _insert_actors(instance: Instance, keys: list[tuple[str, str]]) -> None:
+    from sqlalchemy import insert
+
+    from fediverse_stories.context import Context
+    from fediverse_stories.db.models import Actor
+
+    ctx = Context.build(instance.settings())
+    now = ctx.clock()
+    try:
+        async with ctx.sessions.begin() as session:
+            await session.execute(
+                insert(Actor),
+                [
+                    {
+                        "uri": actor_uri(n),
+                        "local": False,
+                        "type": "Person",
+                        "username": f"peer{n}",
+                        "domain": actor_uri(n).split("/")[2],
+                        "display_name": f"Peer {n}",
+                        "summary": "",
+                        "inbox_url": actor_uri(n) + "/inbox",
+                        "shared_inbox_url": actor_uri(n).rsplit("/users", 1)[0] + "/inbox",
+                        "key_id": actor_uri(n) + "#main-key",
+                        "public_key_pem": keys[n][1],
+                        "manually_approves_followers": False,
+                        "hide_followers": False,
+                        "suspended": False,
+                        "blocks_us": False,
+                        "created_at": now,
+                        "fetched_at": now,
+                        "key_fetched_at": now,
+                    }
+                    for n in range(ACTORS)
+                ],
+            )
+    finally:
+        await ctx.close()
+
+
+def prepare(workdir: Path, runs: int) -> dict[str, Any]:
+    """The instance (initialised, actors inserted), the ceiling's key file, the request sets."""
+    keys = make_keys()
+    instance = Instance(workdir, "inbox")
+    instance.init()
+    asyncio.run(_insert_actors(instance, keys))
+    keys_file = workdir / "inbox-keys.json"
+    keys_file.write_text(
+        json.dumps({actor_uri(n) + "#main-key": keys[n][1] for n in range(ACTORS)})
+    )
+    sets = []
+    for run in range(runs):
+        path = workdir / f"inbox-requests-{run}.pickle"
+        path.write_bytes(
+            pickle.dumps(build_requests(keys, instance.base_url, instance.netloc, PER_RUN))
+        )
+        sets.append(path)
+    sizes = [len(note_body(instance.base_url, 0, uuid.uuid4().hex)) for _ in range(3)]
+    return {"instance": instance, "keys_file": keys_file, "sets": sets, "body_bytes": sizes[0]}
+
+
+def fire(port: int, requests: Path) -> dict[str, Any]:
+    result: dict[str, Any] = run_json(
+        [
+            "-m",
+            "bench.loadgen",
+            "127.0.0.1",
+            str(port),
+            str(requests),
+            "--connections",
+            str(CONNECTIONS),
+            "--warmup",
+            str(WARMUP),
+        ]
+    )
+    return result
+
+
+def run(workdir: Path, runs: int = 3, prepared: dict[str, Any] | None = None) -> dict[str, Any]:
+    prepared = prepared or prepare(workdir, runs)
+    instance: Instance = prepared["instance"]
+    ceiling_port = free_port()
+    ceiling_db = workdir / "ceiling-inbox.sqlite"
+    out: dict[str, Any] = {
+        "app": [],
+        "ceiling": [],
+        "app_dup": [],
+        "ceiling_dup": [],
+        "statuses": [],
+    }
+    with (
+        instance.serving("--no-worker") as serve,
+        uvicorn_app(
+            "bench.ceiling_inbox",
+            [str(ceiling_port), str(prepared["keys_file"]), str(ceiling_db), instance.netloc],
+            ceiling_port,
+            "the inbox ceiling",
+        ),
+    ):
+        for path in prepared["sets"]:
+            app = fire(instance.port, path)
+            ceiling = fire(ceiling_port, path)
+            app_dup = fire(instance.port, path)
+            ceiling_dup = fire(ceiling_port, path)
+            for name, result in (
+                ("app", app),
+                ("ceiling", ceiling),
+                ("app_dup", app_dup),
+                ("ceiling_dup", ceiling_dup),
+            ):
+                out[name].append(result["rate"])
+                out["statuses"].append({name: result["statuses"]})
+        out["serve_hwm_mb"] = vm_hwm_mb(serve.pid)
+    out["ratio"] = [a / c for a, c in zip(out["app"], out["ceiling"], strict=True)]
+    out["ratio_dup"] = [a / c for a, c in zip(out["app_dup"], out["ceiling_dup"], strict=True)]
+    out["body_bytes"] = prepared["body_bytes"]
+    return out
