@@ -7,6 +7,7 @@ its lease has expired, so delivery is at least once.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,6 +27,7 @@ def enqueue(
     payload: dict[str, Any],
     *,
     run_at: datetime | None = None,
+    host: str | None = None,
 ) -> Job:
     """Add a job in the caller's transaction: it exists exactly when the caller's change commits."""
     now = ctx.clock()
@@ -36,6 +38,7 @@ def enqueue(
         attempts=0,
         run_at=run_at or now,
         created_at=now,
+        host=host,
     )
     session.add(job)
     return job
@@ -48,15 +51,34 @@ def _claimable(now: datetime) -> Any:
     )
 
 
-async def claim(ctx: Context, worker_id: str, limit: int) -> list[Job]:
-    """Claim up to `limit` due jobs for this worker under a lease."""
+async def claim(
+    ctx: Context,
+    worker_id: str,
+    limit: int,
+    *,
+    busy_hosts: Mapping[str, int] | None = None,
+    per_host: int | None = None,
+) -> list[Job]:
+    """Claim up to `limit` due jobs for this worker under a lease.
+
+    With `per_host`, no host gets more than that many jobs counting the `busy_hosts` this
+    worker already runs: a slow peer's backlog stays queued instead of filling every slot.
+    """
     now = ctx.clock()
     lease_until = now + timedelta(seconds=ctx.settings.job_lease_seconds)
     async with ctx.sessions.begin() as session:
-        query = select(Job.id).where(_claimable(now)).order_by(Job.run_at, Job.id).limit(limit)
+        scan = limit if per_host is None else limit * 4
+        query = (
+            select(Job.id, Job.host).where(_claimable(now)).order_by(Job.run_at, Job.id).limit(scan)
+        )
         if not ctx.settings.is_sqlite:
             query = query.with_for_update(skip_locked=True)
-        ids = list((await session.execute(query)).scalars())
+        ids = _within_host_limits(
+            [(row[0], row[1]) for row in (await session.execute(query)).all()],
+            limit,
+            busy_hosts or {},
+            per_host,
+        )
         if not ids:
             return []
         # The WHERE repeats the claimable test: on SQLite it is what makes the claim exclusive.
@@ -73,6 +95,25 @@ async def claim(ctx: Context, worker_id: str, limit: int) -> list[Job]:
             .execution_options(synchronize_session=False)
         )
         return list(claimed.scalars())
+
+
+def _within_host_limits(
+    candidates: list[tuple[int, str | None]],
+    limit: int,
+    busy_hosts: Mapping[str, int],
+    per_host: int | None,
+) -> list[int]:
+    counts = dict(busy_hosts)
+    chosen: list[int] = []
+    for job_id, host in candidates:
+        if per_host is not None and host is not None:
+            if counts.get(host, 0) >= per_host:
+                continue
+            counts[host] = counts.get(host, 0) + 1
+        chosen.append(job_id)
+        if len(chosen) == limit:
+            break
+    return chosen
 
 
 async def renew(ctx: Context, worker_id: str, job_ids: list[int]) -> int:

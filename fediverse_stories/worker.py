@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,6 +26,8 @@ log = logging.getLogger(__name__)
 Handler = Callable[[Context, dict[str, Any]], Awaitable[None]]
 
 MAX_ATTEMPTS = 16
+# Jobs for one remote host that one worker runs at once (deliveries to one slow peer).
+HOST_CONCURRENCY = 4
 
 
 class RetryLater(Exception):
@@ -111,7 +114,11 @@ class Worker:
                 if len(running) < self.concurrency:
                     try:
                         claimed = await queue.claim(
-                            self.ctx, self.worker_id, self.concurrency - len(running)
+                            self.ctx,
+                            self.worker_id,
+                            self.concurrency - len(running),
+                            busy_hosts=Counter(j.host for j in running.values() if j.host),
+                            per_host=HOST_CONCURRENCY,
                         )
                     except Exception:  # a database hiccup must not end the worker
                         log.exception("claiming jobs failed")

@@ -313,6 +313,9 @@ class Job(Base):
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     kind: Mapped[str] = mapped_column(String(64))
     payload: Mapped[dict[str, object]] = mapped_column(JSON)
+    # The remote host a delivery goes to: a worker claims no more jobs for a host than its
+    # per-host limit, so a slow peer's backlog waits in the queue, not in worker slots.
+    host: Mapped[str | None] = mapped_column(String(255))
     state: Mapped[JobState] = mapped_column(_enum(JobState), default=JobState.QUEUED)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     run_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from activitypub.vocab import id_of, primary_type
 from fediverse_stories.context import Context
+from fediverse_stories.db.models import Tombstone
 from fediverse_stories.inbound.dispatch import Refused, handles
 from fediverse_stories.services import interactions
 from fediverse_stories.services.remote_actors import actor_by_uri, fetch_actor
@@ -32,6 +33,12 @@ async def on_interaction(ctx: Context, activity: dict[str, Any]) -> str:
         # An Announce of a post we do not carry (even by an actor we follow) is not fetched.
         return f"ignored: {kind} of something we do not carry"
     actor = await fetch_actor(ctx, activity["actor"])
+    if actor.suspended:
+        return f"ignored: {kind} from a deleted or suspended actor"
+    async with ctx.sessions() as session:
+        undone = await session.get(Tombstone, str(activity["id"]))
+    if undone is not None and undone.actor_uri == actor.uri:
+        return f"ignored: this {NAMES[kind]} was already undone"
     try:
         async with ctx.sessions.begin() as session:
             target = await interactions.target_of(session, object_uri, lock=True)
@@ -69,7 +76,10 @@ async def undo_interaction(ctx: Context, activity: dict[str, Any]) -> str | None
         if row is None:
             if kind is None:
                 return None  # a bare id that is no interaction of the sender's: not ours
-            return f"ignored: no {NAMES[kind]} of the sender's to undo"
+            if undone_id and await session.get(Tombstone, undone_id) is None:
+                # The Undo overtook its Like: remember it so the Like never counts.
+                session.add(Tombstone(uri=undone_id, actor_uri=sender.uri, deleted_at=ctx.clock()))
+            return f"ignored: no {NAMES[kind]} of the sender's to undo (remembered)"
         name = NAMES.get(row.type, row.type)
         await interactions.withdraw(session, row)
     return f"{name} undone"

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 
 from activitypub.fetch import fetch_object
 from activitypub.vocab import ACTOR_TYPES, as_list, id_of, primary_type
@@ -13,7 +14,7 @@ from fediverse_stories.context import Context
 from fediverse_stories.db.models import Actor, Follow, FollowState, Story, Tombstone
 from fediverse_stories.inbound.dispatch import RECEIVED, Refused, handles
 from fediverse_stories.inbound.remote_posts import post_fields
-from fediverse_stories.services import comments, follows
+from fediverse_stories.services import comments, follows, interactions
 from fediverse_stories.services.remote_actors import actor_by_uri, fetch_actor, store_actor
 from fediverse_stories.services.signing import instance_auth
 
@@ -79,6 +80,8 @@ async def on_create(ctx: Context, activity: dict[str, Any]) -> str:
     if primary_type(obj.get("type"), POST_TYPES) not in POST_TYPES:
         return f"ignored: Create of {obj.get('type')}"
     author = await fetch_actor(ctx, activity["actor"])
+    if author.suspended:
+        return "ignored: the author was deleted or suspended"
     object_id = str(obj.get("id"))
     async with ctx.sessions() as session:
         tombstone = await session.get(Tombstone, object_id)
@@ -118,7 +121,7 @@ async def on_update(ctx: Context, activity: dict[str, Any]) -> str:
                 )
             ).scalar_one_or_none()
             if story is None:
-                return "ignored: unknown object"
+                return await _update_before_create(ctx, activity, obj)
             author = await session.get(Actor, story.author_id)
             if author is None or author.uri != activity["actor"]:
                 raise Refused("only the author may update it")
@@ -135,6 +138,28 @@ async def on_update(ctx: Context, activity: dict[str, Any]) -> str:
     return f"ignored: Update of {obj.get('type')}"
 
 
+async def _update_before_create(ctx: Context, activity: dict[str, Any], obj: dict[str, Any]) -> str:
+    """An Update that overtook its Create: it carries the whole object, so keep that version
+    (the Create that follows is then already stored) when the post is one we would keep."""
+    if obj.get("inReplyTo"):
+        return "ignored: unknown reply"
+    if activity["actor"] not in [id_of(a) for a in as_list(obj.get("attributedTo"))]:
+        raise Refused("only the author may update it")
+    author = await fetch_actor(ctx, activity["actor"])
+    async with ctx.sessions() as session:
+        tombstone = await session.get(Tombstone, str(obj.get("id")))
+    if author.suspended or tombstone is not None:
+        return "ignored: deleted"
+    if not await _followed_by_us(ctx, author):
+        return "ignored: nobody here follows the author"
+    try:
+        async with ctx.sessions.begin() as session:
+            session.add(Story(local=False, author_id=author.id, **post_fields(obj)))
+    except IntegrityError:
+        return "ignored: stored meanwhile"
+    return "post stored from an Update that arrived before its Create"
+
+
 @handles("Delete")
 async def on_delete(ctx: Context, activity: dict[str, Any]) -> str:
     object_id = id_of(activity.get("object"))
@@ -146,7 +171,13 @@ async def on_delete(ctx: Context, activity: dict[str, Any]) -> str:
                 return "ignored: unknown actor"
             await follows.remove_all_of(session, actor.id)
             actor.suspended = True
-            return "actor deleted: its follows removed"
+            await interactions.withdraw_all_of(session, actor)
+            await session.execute(
+                update(Story)
+                .where(Story.author_id == actor.id, Story.deleted_at.is_(None))
+                .values(deleted_at=ctx.clock())
+            )
+            return "actor deleted: its follows, interactions and posts removed"
     if object_id is None:
         raise Refused("no object")
     if urlsplit(object_id).netloc != urlsplit(sender).netloc:

@@ -17,9 +17,9 @@ from fediverse_stories.context import Context
 from fediverse_stories.db.models import Activity, Actor, Follow
 from fediverse_stories.services import domains
 from fediverse_stories.services.signing import auth_for
-from fediverse_stories.worker import GiveUp, RetryLater, job_handler
+from fediverse_stories.worker import HOST_CONCURRENCY, GiveUp, RetryLater, job_handler
 
-PER_HOST_CONCURRENCY = 4
+PER_HOST_CONCURRENCY = HOST_CONCURRENCY  # also bounds run_once(), which claims without limits
 
 
 @job_handler("deliver")

@@ -6,6 +6,7 @@ import json
 import uuid
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -91,7 +92,11 @@ async def enqueue_deliveries(
             continue
         seen.add(inbox)
         queue.enqueue(
-            session, ctx, "deliver", {"activity": row.id, "inbox": inbox, "follower": follower_id}
+            session,
+            ctx,
+            "deliver",
+            {"activity": row.id, "inbox": inbox, "follower": follower_id},
+            host=urlsplit(inbox).netloc.lower(),
         )
     return len(seen)
 

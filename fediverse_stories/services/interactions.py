@@ -166,3 +166,14 @@ def interaction_properties(ctx: Context, target: Target) -> dict[str, Any]:
         "likes": likes_collection(ctx, target.uri, target.like_count),
         "shares": shares_collection(ctx, target.uri, target.share_count),
     }
+
+
+async def withdraw_all_of(session: AsyncSession, actor: Actor) -> None:
+    """Every Like and Announce of an actor that is gone, with the counts they touched."""
+    rows = list(
+        (
+            await session.execute(select(Interaction).where(Interaction.actor_id == actor.id))
+        ).scalars()
+    )
+    for row in rows:
+        await withdraw(session, row)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fediverse_stories.db.models import RateLimit
@@ -21,12 +23,20 @@ async def is_limited(
 
 
 async def hit(session: AsyncSession, key: str, window: int, now: datetime) -> int:
-    """Count one hit against `key`; returns the count in the current window."""
-    row = await session.get(RateLimit, key, with_for_update=True)
-    if row is None:
-        row = RateLimit(key=key, window_start=now, count=0)
-        session.add(row)
-    elif _expired(row, window, now):
+    """Count one hit against `key`; returns the count in the current window.
+
+    The row is made with INSERT ... ON CONFLICT DO NOTHING and then locked, so concurrent hits
+    (several processes, or copies of one request) neither fail nor lose a count.
+    """
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    await session.execute(
+        insert(RateLimit)
+        .values(key=key, window_start=now, count=0)
+        .on_conflict_do_nothing(index_elements=["key"])
+    )
+    row = await session.get(RateLimit, key, with_for_update=True, populate_existing=True)
+    assert row is not None
+    if _expired(row, window, now):
         row.window_start, row.count = now, 0
     row.count += 1
     await session.flush()

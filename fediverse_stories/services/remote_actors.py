@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import urldefrag, urlsplit
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from activitypub.errors import FetchError, VocabularyError
@@ -102,7 +103,18 @@ def _http_url(value: str | None) -> str | None:
 
 
 async def store_actor(ctx: Context, document: dict[str, Any]) -> Actor:
-    """Insert or update a remote actor from a document we trust (fetched from its id, or signed)."""
+    """Insert or update a remote actor from a document we trust (fetched from its id, or signed).
+
+    Several requests from an actor we have never seen may store it at once: the loser of the
+    insert race updates the row the winner made.
+    """
+    try:
+        return await _store_actor(ctx, document)
+    except IntegrityError:
+        return await _store_actor(ctx, document)
+
+
+async def _store_actor(ctx: Context, document: dict[str, Any]) -> Actor:
     fields = actor_fields(document)
     now = ctx.clock()
     async with ctx.sessions.begin() as session:
