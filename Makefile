@@ -17,6 +17,10 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $(VENV)/.installed $@
 
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,bench]'
+	touch $(VENV)/.installed $(VENV)/.installed-test $@
+
 serve: $(VENV)/.installed
 	$(BIN)/fediverse-stories init
 	exec $(BIN)/fediverse-stories serve --host 127.0.0.1 --port 8000
@@ -44,7 +48,7 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-bench: $(VENV)/.installed-test
+bench: $(VENV)/.installed-bench interop-venv
 	$(BIN)/python -m bench
 
 clean:

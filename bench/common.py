@@ -55,6 +55,12 @@ def stats(values: Sequence[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
+def fmt(values: Sequence[float], digits: int = 0) -> str:
+    """`median (min, max)` of a benchmark's runs."""
+    s = stats(values)
+    return f"{s['median']:.{digits}f} (min {s['min']:.{digits}f}, max {s['max']:.{digits}f})"
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
