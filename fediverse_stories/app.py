@@ -131,3 +131,13 @@ def create_app(
     )
     app.state.ctx = ctx
     return app
+
+
+def web_app_from_environ() -> Starlette:
+    """`serve --workers N --no-worker`: the factory each uvicorn worker process calls."""
+    return create_app(Settings.from_environ())
+
+
+def app_with_worker_from_environ() -> Starlette:
+    """`serve --workers N`: the factory each uvicorn worker process calls; each runs a worker."""
+    return create_app(Settings.from_environ(), run_worker=True)

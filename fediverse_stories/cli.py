@@ -47,6 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--no-worker", action="store_true", help="do not run the worker in-process")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="web processes on this machine (PostgreSQL only; each also runs a job worker "
+        "unless --no-worker)",
+    )
 
     commands.add_parser("worker", help="run only the background worker")
 
@@ -227,20 +235,33 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
 
     from fediverse_stories.app import create_app
 
+    if args.workers < 1:
+        raise CommandError("--workers must be 1 or more")
+    if args.workers > 1 and not settings.database_url.startswith("postgresql"):
+        # SQLite has one writer and keeps a single in-process worker (DESIGN.md).
+        raise CommandError(
+            "--workers above 1 needs PostgreSQL (FEDIVERSE_STORIES_DATABASE_URL="
+            "postgresql+asyncpg://...); on SQLite run one serve process"
+        )
     result = run_with_context(settings, lambda ctx: initialise(ctx, create_admin=False))
     if result.migrated:
         print("Database migrated.", file=sys.stderr)
-    app = create_app(settings, run_worker=not args.no_worker)
-    uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port,
-        loop="uvloop",
-        http="httptools",
-        proxy_headers=True,
-        forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
-        log_level="info",
-    )
+    served: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "proxy_headers": True,
+        "forwarded_allow_ips": os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
+        "log_level": "info",
+    }
+    if args.workers == 1:
+        uvicorn.run(create_app(settings, run_worker=not args.no_worker), **served)
+        return
+    # Several processes share the listening socket; each builds its app from the environment
+    # (the same settings), and everything they share lives in the database.
+    factory = "web_app_from_environ" if args.no_worker else "app_with_worker_from_environ"
+    uvicorn.run(f"fediverse_stories.app:{factory}", factory=True, workers=args.workers, **served)
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> None:

@@ -127,11 +127,11 @@ class Cluster:
         environ.update(extra or {})
         return environ
 
-    def cli(self, *args: str) -> str:
+    def cli(self, *args: str, stdin: str = "") -> str:
         done = subprocess.run(
             [COMMAND, *args],
             env=self._environ(),
-            stdin=subprocess.DEVNULL,
+            input=stdin,
             capture_output=True,
             text=True,
             timeout=60,
@@ -156,19 +156,39 @@ class Cluster:
     ) -> list[subprocess.Popen[bytes]]:
         """Start `serve --no-worker` on each port and `workers` workers, all at once; wait until
         every web process answers /healthz and every worker runs. The new workers."""
-        webs = [
-            self._spawn(
-                f"web-{port}",
-                ["serve", "--host", "127.0.0.1", "--port", str(port), "--no-worker"],
-                extra,
-            )
-            for port in web_ports
-        ]
+        webs = [self._spawn_web(port, ["--no-worker"], extra) for port in web_ports]
         first = len(self.workers)
         started = [self._spawn(f"worker-{first + n}", ["worker"], extra) for n in range(workers)]
         self.workers.extend(started)
 
-        def healthy(port: int, process: subprocess.Popen[bytes]) -> bool:
+        def running(n: int, process: subprocess.Popen[bytes]) -> bool:
+            err = (self.tmp_path / f"worker-{n}.err").read_text()
+            if process.poll() is not None:
+                raise RuntimeError(f"worker exited: {err}")
+            return "Worker running" in err
+
+        for port, process in zip(web_ports, webs, strict=True):
+            self._wait_healthy(port, process)
+        self.web_ports.extend(web_ports)
+        for n, process in enumerate(started, start=first):
+            wait_for(lambda: running(n, process), "a worker to start")
+        return started
+
+    def serve(self, port: int, *args: str, **extra: str) -> subprocess.Popen[bytes]:
+        """`serve --port PORT ARGS...`, once it answers /healthz."""
+        process = self._spawn_web(port, list(args), extra)
+        self._wait_healthy(port, process)
+        self.web_ports.append(port)
+        return process
+
+    def _spawn_web(
+        self, port: int, args: list[str], extra: dict[str, str]
+    ) -> subprocess.Popen[bytes]:
+        command = ["serve", "--host", "127.0.0.1", "--port", str(port), *args]
+        return self._spawn(f"web-{port}", command, extra)
+
+    def _wait_healthy(self, port: int, process: subprocess.Popen[bytes]) -> None:
+        def healthy() -> bool:
             if process.poll() is not None:
                 raise RuntimeError(
                     f"serve exited: {(self.tmp_path / f'web-{port}.err').read_text()}"
@@ -178,18 +198,7 @@ class Cluster:
             except httpx.TransportError:
                 return False
 
-        def running(n: int, process: subprocess.Popen[bytes]) -> bool:
-            err = (self.tmp_path / f"worker-{n}.err").read_text()
-            if process.poll() is not None:
-                raise RuntimeError(f"worker exited: {err}")
-            return "Worker running" in err
-
-        for port, process in zip(web_ports, webs, strict=True):
-            wait_for(lambda: healthy(port, process), f"serve on port {port}")
-        self.web_ports.extend(web_ports)
-        for n, process in enumerate(started, start=first):
-            wait_for(lambda: running(n, process), "a worker to start")
-        return started
+        wait_for(healthy, f"serve on port {port}")
 
     def worker_prefix(self, process: subprocess.Popen[bytes]) -> str:
         """The start of the worker's id as it appears in jobs.claimed_by (host:pid:...)."""
