@@ -17,10 +17,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from . import inbox
+from . import bovine, fanout, inbox
 from .common import ROOT, machine
 
-BENCHMARKS: dict[str, ModuleType] = {"inbox": inbox}
+BENCHMARKS: dict[str, ModuleType] = {
+    "inbox": inbox,
+    "fanout": fanout,
+    "bovine": bovine,
+}
 
 
 def memory_section(results: dict[str, Any]) -> str:

@@ -14,8 +14,10 @@ import json
 import pickle
 import random
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from activitypub.keys import generate_rsa, load_private_pem, private_to_pem, public_to_pem
 from activitypub.signatures import sign_request_headers
@@ -49,8 +51,9 @@ def make_keys() -> list[tuple[str, str]]:
     return in_pool(_new_key, list(range(ACTORS)))
 
 
-def note_body(base_url: str, n: int, serial: str) -> bytes:
-    uri = actor_uri(n)
+def note_body(base_url: str, n: int, serial: str, uri: str | None = None) -> bytes:
+    """Actor n's Create{Note} reply to `base_url`'s story (`uri` overrides actor n's id)."""
+    uri = uri or actor_uri(n)
     note_id = f"{uri}/statuses/{serial}"
     document = {
         "@context": ["https://www.w3.org/ns/activitystreams", "https://w3id.org/security/v1"],
@@ -87,7 +90,7 @@ def _sign_chunk(job: tuple[str, str, str, str, list[bytes]]) -> list[bytes]:
         base = [("Host", netloc), ("Content-Type", ACTIVITY_JSON)]
         added = sign_request_headers("POST", url, base, body, key_id=key_id, private_key=key)
         lines = [
-            "POST /inbox HTTP/1.1",
+            f"POST {urlsplit(url).path} HTTP/1.1",
             f"Host: {netloc}",
             f"Content-Type: {ACTIVITY_JSON}",
             f"Content-Length: {len(body)}",
@@ -99,13 +102,21 @@ def _sign_chunk(job: tuple[str, str, str, str, list[bytes]]) -> list[bytes]:
 
 
 def build_requests(
-    keys: list[tuple[str, str]], base_url: str, netloc: str, count: int
+    keys: list[tuple[str, str]],
+    base_url: str,
+    netloc: str,
+    count: int,
+    inbox_url: str | None = None,
+    actors: Callable[[int], str] = actor_uri,
 ) -> list[bytes]:
+    """`count` signed raw POSTs to `inbox_url` (default `base_url`/inbox), shuffled."""
+    inbox_url = inbox_url or f"{base_url}/inbox"
     per_actor: dict[int, list[bytes]] = {n: [] for n in range(ACTORS)}
     for i in range(count):
-        per_actor[i % ACTORS].append(note_body(base_url, i % ACTORS, uuid.uuid4().hex))
+        n = i % ACTORS
+        per_actor[n].append(note_body(base_url, n, uuid.uuid4().hex, actors(n)))
     jobs = [
-        (keys[n][0], actor_uri(n) + "#main-key", netloc, f"{base_url}/inbox", bodies)
+        (keys[n][0], actors(n) + "#main-key", netloc, inbox_url, bodies)
         for n, bodies in per_actor.items()
     ]
     requests = [r for chunk in in_pool(_sign_chunk, jobs) for r in chunk]

@@ -4,18 +4,27 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import httpx
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
-from activitypub.fetch import make_guarded_client
 from activitypub.keys import PrivateKey
-from fediverse_stories.db.engine import make_engine, make_sessionmaker
+from fediverse_stories.db.engine import (
+    make_engine,
+    make_one_hop_sessionmaker,
+    make_sessionmaker,
+)
+from fediverse_stories.http import make_client
 from fediverse_stories.settings import Settings
 
 Clock = Callable[[], datetime]
+T = TypeVar("T")
 
 
 def utc_now() -> datetime:
@@ -38,6 +47,11 @@ class Context:
     private_keys: dict[int, PrivateKey] = field(default_factory=dict, repr=False)
     # At most a few concurrent deliveries per host: one slow peer cannot take every slot.
     host_slots: dict[str, asyncio.Semaphore] = field(default_factory=dict, repr=False)
+    # SQLite only: synchronous sessions that never wait for a lock (run on the event loop),
+    # those that do and the one thread that runs them (`in_one_hop`).
+    inline_sessions: sessionmaker[Session] | None = field(default=None, repr=False)
+    one_hop_sessions: sessionmaker[Session] | None = field(default=None, repr=False)
+    one_hop_thread: ThreadPoolExecutor | None = field(default=None, repr=False)
 
     @classmethod
     def build(
@@ -47,10 +61,51 @@ class Context:
         engine = make_engine(settings.database_url)
         owns_http = http is None
         if http is None:
-            http = make_guarded_client(allow_private=settings.allow_private_addresses)
+            http = make_client(settings)
+        one_hop = make_one_hop_sessionmaker(settings.database_url)
         return cls(
-            settings, engine, make_sessionmaker(engine), http, clock=clock, owns_http=owns_http
+            settings,
+            engine,
+            make_sessionmaker(engine),
+            http,
+            clock=clock,
+            owns_http=owns_http,
+            inline_sessions=make_one_hop_sessionmaker(settings.database_url, busy_timeout=0),
+            one_hop_sessions=one_hop,
+            # One thread: SQLite has one writer, and steps queued behind each other beat
+            # writers spinning in the busy handler.
+            one_hop_thread=ThreadPoolExecutor(1, "db-one-hop") if one_hop else None,
         )
+
+    async def in_one_hop(self, step: Callable[[Session], T], *, inline: bool = False) -> T:
+        """Run `step` in one transaction, committed when it returns, in one go.
+
+        On SQLite the step runs on a synchronous connection in the one-hop thread (the async
+        engine would hop to aiosqlite's thread and back once per statement). With `inline`, it
+        runs right here on the event loop when the database is free, as the bare ceiling of
+        bench/inbox.py does (a short transaction costs less than any hop), and goes to the
+        thread only if another writer holds the lock: waiting for it there blocks nothing
+        else. An inline step must be safe to run again from the start (the first attempt is
+        rolled back whole) and short. On PostgreSQL the step runs in an async session through
+        `run_sync`, with no thread at all.
+        """
+        if self.one_hop_sessions is None or self.one_hop_thread is None:
+            async with self.sessions.begin() as session:
+                return await session.run_sync(step)
+        if inline and self.inline_sessions is not None:
+            try:
+                with self.inline_sessions.begin() as inline_session:
+                    return step(inline_session)
+            except OperationalError as error:
+                if not _locked(error):
+                    raise
+        sessions = self.one_hop_sessions
+
+        def run() -> T:
+            with sessions.begin() as session:
+                return step(session)
+
+        return await asyncio.get_running_loop().run_in_executor(self.one_hop_thread, run)
 
     def host_slot(self, host: str, limit: int = 4) -> asyncio.Semaphore:
         slot = self.host_slots.get(host)
@@ -62,3 +117,13 @@ class Context:
         if self.owns_http:
             await self.http.aclose()
         await self.engine.dispose()
+        if self.one_hop_thread is not None:
+            self.one_hop_thread.shutdown(wait=True)
+        for sessions in (self.inline_sessions, self.one_hop_sessions):
+            if sessions is not None:
+                sessions.kw["bind"].dispose()
+
+
+def _locked(error: OperationalError) -> bool:
+    """SQLite's "database is locked" (SQLITE_BUSY): another connection holds the write lock."""
+    return "locked" in str(error.orig) or "busy" in str(error.orig)

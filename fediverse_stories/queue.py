@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Table, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
+from fediverse_stories.batching import GroupStep
 from fediverse_stories.context import Context
 from fediverse_stories.db.models import Job, JobState
 
@@ -21,7 +23,7 @@ MAX_ERROR_LENGTH = 2000
 
 
 def enqueue(
-    session: AsyncSession,
+    session: AsyncSession | Session,
     ctx: Context,
     kind: str,
     payload: dict[str, Any],
@@ -30,18 +32,29 @@ def enqueue(
     host: str | None = None,
 ) -> Job:
     """Add a job in the caller's transaction: it exists exactly when the caller's change commits."""
-    now = ctx.clock()
-    job = Job(
-        kind=kind,
-        payload=payload,
-        state=JobState.QUEUED,
-        attempts=0,
-        run_at=run_at or now,
-        created_at=now,
-        host=host,
-    )
+    job = Job(**new_job(ctx.clock(), kind, payload, run_at=run_at, host=host))
     session.add(job)
     return job
+
+
+def new_job(
+    now: datetime,
+    kind: str,
+    payload: dict[str, Any],
+    *,
+    run_at: datetime | None = None,
+    host: str | None = None,
+) -> dict[str, Any]:
+    """The columns of a new queued job (for `enqueue`, and the inbox's Core insert)."""
+    return {
+        "kind": kind,
+        "payload": payload,
+        "state": JobState.QUEUED,
+        "attempts": 0,
+        "run_at": run_at or now,
+        "created_at": now,
+        "host": host,
+    }
 
 
 def _claimable(now: datetime) -> Any:
@@ -66,23 +79,24 @@ async def claim(
     """
     now = ctx.clock()
     lease_until = now + timedelta(seconds=ctx.settings.job_lease_seconds)
-    async with ctx.sessions.begin() as session:
+    skip_locked = not ctx.settings.is_sqlite
+    busy = busy_hosts or {}
+
+    # One step (one hop on SQLite): the worker claims after every finished job.
+    def claim_in(session: Session) -> list[Job]:
         scan = limit if per_host is None else limit * 4
         query = (
             select(Job.id, Job.host).where(_claimable(now)).order_by(Job.run_at, Job.id).limit(scan)
         )
-        if not ctx.settings.is_sqlite:
+        if skip_locked:
             query = query.with_for_update(skip_locked=True)
         ids = _within_host_limits(
-            [(row[0], row[1]) for row in (await session.execute(query)).all()],
-            limit,
-            busy_hosts or {},
-            per_host,
+            [(row[0], row[1]) for row in session.execute(query).all()], limit, busy, per_host
         )
         if not ids:
             return []
         # The WHERE repeats the claimable test: on SQLite it is what makes the claim exclusive.
-        claimed = await session.execute(
+        claimed = session.execute(
             update(Job)
             .where(Job.id.in_(ids), _claimable(now))
             .values(
@@ -95,6 +109,8 @@ async def claim(
             .execution_options(synchronize_session=False)
         )
         return list(claimed.scalars())
+
+    return await ctx.in_one_hop(claim_in)
 
 
 def _within_host_limits(
@@ -177,17 +193,45 @@ async def release(ctx: Context, job: Job) -> None:
 
 
 async def _close(ctx: Context, job: Job, *, state: JobState, error: str | None) -> None:
-    async with ctx.sessions.begin() as session:
-        await session.execute(
-            update(Job)
-            .where(Job.id == job.id, Job.claimed_by == job.claimed_by)
-            .values(
-                state=state,
-                lease_until=None,
-                finished_at=ctx.clock(),
-                last_error=error[:MAX_ERROR_LENGTH] if error else None,
-            )
-        )
+    await _closer.run(ctx, (job, state, error, ctx.clock()))
+
+
+_JOBS = cast(Table, Job.__table__)
+_CLOSE = (
+    update(_JOBS)
+    .where(_JOBS.c.id == bindparam("job_id"), _JOBS.c.claimed_by == bindparam("by"))
+    .values(
+        state=bindparam("state"),
+        lease_until=None,
+        finished_at=bindparam("at"),
+        last_error=bindparam("error"),
+    )
+)
+
+
+def _close_all(
+    session: Session, closing: list[tuple[Job, JobState, str | None, datetime]]
+) -> list[None]:
+    """Close a batch of jobs: one UPDATE, executed once per job (only while the job is still
+    this worker's: one whose lease went to another worker is not touched)."""
+    session.connection().execute(
+        _CLOSE,
+        [
+            {
+                "job_id": job.id,
+                "by": job.claimed_by,
+                "state": state,
+                "at": at,
+                "error": error[:MAX_ERROR_LENGTH] if error else None,
+            }
+            for job, state, error, at in closing
+        ],
+    )
+    return [None] * len(closing)
+
+
+# Jobs end in bursts during a fan-out: their closing UPDATEs share one transaction.
+_closer = GroupStep(_close_all)
 
 
 async def pending_count(ctx: Context) -> int:

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import delete
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from activitypub import delivery
 from activitypub.errors import AddressRefused
 from activitypub.vocab import ACTIVITY_JSON
+from fediverse_stories.batching import GroupStep
 from fediverse_stories.context import Context
 from fediverse_stories.db.models import Activity, Actor, Follow
 from fediverse_stories.services import domains
@@ -22,22 +25,70 @@ from fediverse_stories.worker import HOST_CONCURRENCY, GiveUp, RetryLater, job_h
 PER_HOST_CONCURRENCY = HOST_CONCURRENCY  # also bounds run_once(), which claims without limits
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """What one delivery reads from the database before it sends."""
+
+    body: bytes
+    actor: Actor
+    refused: str | None
+
+
+def _prepare_all(session: Session, wanted: list[tuple[int, str]]) -> list[_Prepared | Exception]:
+    """For each (activity id, host): the activity, its signer, and whether the host is refused
+    or unavailable. Four queries for the whole batch, whatever its size."""
+    activities = {
+        row.id: row
+        for row in session.scalars(
+            select(Activity).where(Activity.id.in_({activity for activity, _ in wanted}))
+        )
+    }
+    actors = {
+        actor.id: actor
+        for actor in session.scalars(
+            select(Actor).where(Actor.id.in_({row.actor_id for row in activities.values()}))
+        )
+    }
+    bodies = {activity_id: row.raw.encode() for activity_id, row in activities.items()}
+    hosts = {host for _, host in wanted}
+    refused = domains.refusals(session, hosts)
+    unavailable = domains.unavailable_among(session, hosts)
+    prepared: list[_Prepared | Exception] = []
+    for activity_id, host in wanted:
+        row = activities.get(activity_id)
+        if row is None:
+            prepared.append(GiveUp("the activity no longer exists"))
+            continue
+        reason = refused[host]
+        if reason is None and host in unavailable:
+            reason = f"{host} failed on 7 distinct days and is marked unavailable"
+        prepared.append(_Prepared(bodies[activity_id], actors[row.actor_id], reason))
+    return prepared
+
+
+def _record_all(session: Session, answers: list[tuple[str, datetime, bool]]) -> list[None]:
+    """Each (host, when, ok) into the domain's health: the successes in one upsert."""
+    domains.successes_in(session, [(host, now) for host, now, ok in answers if ok])
+    for host, now, ok in answers:
+        if not ok:
+            domains.failure_in(session, host, now)
+    return [None] * len(answers)
+
+
+# Concurrent deliveries share their database steps (a fan-out runs hundreds at once): one
+# before the POST, one after, each a single transaction for the whole batch (batching.py).
+_prepare = GroupStep(_prepare_all)
+_record = GroupStep(_record_all)
+
+
 @job_handler("deliver")
 async def deliver(ctx: Context, payload: dict[str, Any]) -> None:
     inbox = str(payload["inbox"])
     host = urlsplit(inbox).netloc.lower()
-    async with ctx.sessions() as session:
-        row = await session.get(Activity, payload["activity"])
-        if row is None:
-            raise GiveUp("the activity no longer exists")
-        actor = await session.get(Actor, row.actor_id)
-        refused = await domains.is_refused(session, host)
-        if refused is None and await domains.is_unavailable(session, host):
-            refused = f"{host} failed on 7 distinct days and is marked unavailable"
-    if refused:
-        raise GiveUp(f"not delivered: {refused}")
-    assert actor is not None
-    body = row.raw.encode()
+    prepared = await _prepare.run(ctx, (int(payload["activity"]), host))
+    if prepared.refused:
+        raise GiveUp(f"not delivered: {prepared.refused}")
+    actor, body = prepared.actor, prepared.body
     status: int | None
     headers: httpx.Headers | dict[str, str]
     async with ctx.host_slot(host, PER_HOST_CONCURRENCY):
@@ -80,8 +131,4 @@ def _attempt(payload: dict[str, Any]) -> int:
 
 
 async def _record_health(ctx: Context, host: str, now: datetime, *, ok: bool) -> None:
-    async with ctx.sessions.begin() as session:
-        if ok:
-            await domains.record_success(session, host, now)
-        else:
-            await domains.record_failure(session, host, now)
+    await _record.run(ctx, (host, now, ok))

@@ -21,6 +21,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -29,6 +30,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from activitypub.errors import WebFingerError
 from activitypub.webfinger import normalise_host
@@ -141,11 +143,21 @@ def covering_entries(domain: str) -> list[str]:
 
 
 async def get_mode(session: AsyncSession) -> FederationMode:
-    row = await session.get(InstanceValue, FEDERATION_MODE)
-    if row is None:
+    return await session.run_sync(mode_in)
+
+
+def mode_in(session: Session) -> FederationMode:
+    """The federation mode, read in a synchronous session (the inbox's one-hop step)."""
+    row = session.get(InstanceValue, FEDERATION_MODE)
+    return mode_from(row.value if row is not None else None)
+
+
+def mode_from(stored: str | None) -> FederationMode:
+    """The mode a stored value means (none stored: open)."""
+    if stored is None:
         return FederationMode.OPEN
     try:
-        return FederationMode(row.value)
+        return FederationMode(stored)
     except ValueError:
         # An unknown stored value: fail closed rather than federate with everyone.
         return FederationMode.ALLOWLIST
@@ -219,26 +231,59 @@ async def list_policies(session: AsyncSession) -> list[tuple[str, DomainPolicy]]
 
 async def is_refused(session: AsyncSession, host: str) -> str | None:
     """A short reason if traffic from or to `host` (any spelling, port kept) must be refused,
-    else None. Two primary-key queries: the mode, and the entries that could cover the host."""
-    try:
-        domain = normalise_domain(host)
-    except Invalid:
-        return f"invalid host {host[:100]!r}"
-    entries = covering_entries(domain)
-    rows = await session.execute(
-        select(Domain.domain, Domain.policy).where(
-            Domain.domain.in_(entries), Domain.policy != DomainPolicy.NONE
-        )
-    )
-    policies = {name: DomainPolicy(policy) for name, policy in rows.all()}
-    for entry in entries:
-        if policies.get(entry) == DomainPolicy.BLOCKED:
-            return f"domain {entry} is blocked"
-    if await get_mode(session) == FederationMode.ALLOWLIST and not any(
-        policy == DomainPolicy.ALLOWED for policy in policies.values()
-    ):
+    else None."""
+    return await session.run_sync(refusal, host)
+
+
+def refusal(session: Session, host: str) -> str | None:
+    """`is_refused` in a synchronous session (the inbox's one-hop step). Two primary-key
+    queries: the mode, and the entries that could cover the host."""
+    return refusals(session, [host])[host]
+
+
+def refusals(session: Session, hosts: Iterable[str]) -> dict[str, str | None]:
+    """`refusal` for many hosts at once (a batch of deliveries), in two queries whatever their
+    number: the entries that could cover any of them, and the mode."""
+    reasons: dict[str, str | None] = {}
+    covering: dict[str, tuple[str, list[str]]] = {}
+    for host in hosts:
+        try:
+            domain = normalise_domain(host)
+        except Invalid:
+            reasons[host] = f"invalid host {host[:100]!r}"
+            continue
+        covering[host] = (domain, covering_entries(domain))
+    policies = _policies_in(session, {e for _, entries in covering.values() for e in entries})
+    allowlist: bool | None = None  # read once, and only if some host is not blocked
+    for host, (domain, entries) in covering.items():
+        blocked = next((e for e in entries if policies.get(e) == DomainPolicy.BLOCKED), None)
+        if blocked is None and allowlist is None:
+            allowlist = mode_in(session) == FederationMode.ALLOWLIST
+        allowed = any(policies.get(e) == DomainPolicy.ALLOWED for e in entries)
+        reasons[host] = verdict(domain, blocked, allowed, bool(allowlist))
+    return reasons
+
+
+def verdict(domain: str, blocked_by: str | None, allowed: bool, allowlist: bool) -> str | None:
+    """Why traffic with `domain` is refused, or None: the most specific entry blocking it, or
+    allowlist mode with no entry allowing it."""
+    if blocked_by is not None:
+        return f"domain {blocked_by} is blocked"
+    if allowlist and not allowed:
         return f"domain {domain} is not on the allowlist"
     return None
+
+
+def _policies_in(session: Session, entries: set[str]) -> dict[str, DomainPolicy]:
+    """The policy of each of `entries` that has one."""
+    if not entries:
+        return {}
+    rows = session.execute(
+        select(Domain.domain, Domain.policy).where(
+            Domain.domain.in_(sorted(entries)), Domain.policy != DomainPolicy.NONE
+        )
+    )
+    return {name: DomainPolicy(policy) for name, policy in rows.all()}
 
 
 # --- health ------------------------------------------------------------------------------------
@@ -247,12 +292,17 @@ async def is_refused(session: AsyncSession, host: str) -> str | None:
 async def _row(session: AsyncSession, domain: str) -> Domain:
     """The domain's row, created if missing (safe against a concurrent insert), locked for update
     on PostgreSQL so that counters are not lost between workers."""
-    row = await session.get(Domain, domain, with_for_update=True, populate_existing=True)
+    return await session.run_sync(_row_in, domain)
+
+
+def _row_in(session: Session, domain: str) -> Domain:
+    """`_row` in a synchronous session."""
+    row = session.get(Domain, domain, with_for_update=True, populate_existing=True)
     if row is not None:
         return row
     dialect = session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    await session.execute(
+    session.execute(
         insert(Domain)
         .values(
             domain=domain,
@@ -263,7 +313,7 @@ async def _row(session: AsyncSession, domain: str) -> Domain:
         )
         .on_conflict_do_nothing(index_elements=["domain"])
     )
-    row = await session.get(Domain, domain, with_for_update=True, populate_existing=True)
+    row = session.get(Domain, domain, with_for_update=True, populate_existing=True)
     assert row is not None
     return row
 
@@ -277,15 +327,59 @@ def _reset(row: Domain) -> None:
 
 async def record_success(session: AsyncSession, host: str, now: datetime) -> None:
     """A delivery to `host` succeeded: it is healthy again."""
-    row = await _row(session, normalise_domain(host))
+    await session.run_sync(success_in, host, now)
+
+
+def success_in(session: Session, host: str, now: datetime) -> None:
+    """`record_success` in a synchronous session (the delivery's one-hop step)."""
+    row = _row_in(session, normalise_domain(host))
     row.last_success_at = now
     _reset(row)
-    await session.flush()
+    session.flush()
+
+
+def successes_in(session: Session, successes: Iterable[tuple[str, datetime]]) -> None:
+    """`record_success` for many deliveries at once (a batch): one upsert, executed per domain.
+
+    The upsert resets the counters atomically, so no row lock is needed even between workers.
+    """
+    latest: dict[str, datetime] = {}
+    for host, now in successes:
+        domain = normalise_domain(host)
+        if domain not in latest or now > latest[domain]:
+            latest[domain] = now
+    if not latest:
+        return
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert(Domain) if dialect == "postgresql" else sqlite_insert(Domain)
+    healthy = {"failures_since": 0, "failure_days": 0, "first_failure_at": None}
+    statement = insert.on_conflict_do_update(
+        index_elements=["domain"],
+        set_={"last_success_at": insert.excluded.last_success_at, **healthy, "unavailable": False},
+    )
+    session.execute(
+        statement,
+        [
+            {
+                "domain": domain,
+                "policy": DomainPolicy.NONE,
+                "last_success_at": now,
+                **healthy,
+                "unavailable": False,
+            }
+            for domain, now in sorted(latest.items())
+        ],
+    )
 
 
 async def record_failure(session: AsyncSession, host: str, now: datetime) -> None:
     """A delivery to `host` failed (after its own retries are counted, once per attempt)."""
-    row = await _row(session, normalise_domain(host))
+    await session.run_sync(failure_in, host, now)
+
+
+def failure_in(session: Session, host: str, now: datetime) -> None:
+    """`record_failure` in a synchronous session (the delivery's one-hop step)."""
+    row = _row_in(session, normalise_domain(host))
     last = row.last_failure_at
     today = now.astimezone(UTC).date()
     # A new day counts if there is no failure yet since the last success (failure_days == 0) or
@@ -298,7 +392,7 @@ async def record_failure(session: AsyncSession, host: str, now: datetime) -> Non
     if last is None or now > last:
         row.last_failure_at = now
     row.unavailable = row.failure_days >= UNAVAILABLE_AFTER_DAYS
-    await session.flush()
+    session.flush()
 
 
 async def record_verified_request(session: AsyncSession, host: str, now: datetime) -> None:
@@ -318,12 +412,36 @@ async def record_verified_request(session: AsyncSession, host: str, now: datetim
 
 async def is_unavailable(session: AsyncSession, host: str) -> bool:
     """True if deliveries to `host` should be skipped: failures on 7 distinct days, no success."""
+    return await session.run_sync(unavailable_in, host)
+
+
+def unavailable_in(session: Session, host: str) -> bool:
+    """`is_unavailable` in a synchronous session (the delivery's one-hop step)."""
     try:
         domain = normalise_domain(host)
     except Invalid:
         return False
-    row = await session.get(Domain, domain)
+    row = session.get(Domain, domain)
     return row is not None and row.unavailable
+
+
+def unavailable_among(session: Session, hosts: Iterable[str]) -> set[str]:
+    """The hosts among `hosts` that `is_unavailable` (a batch of deliveries), in one query."""
+    domains: dict[str, str] = {}
+    for host in hosts:
+        try:
+            domains[host] = normalise_domain(host)
+        except Invalid:
+            continue
+    if not domains:
+        return set()
+    found = session.execute(
+        select(Domain.domain).where(
+            Domain.domain.in_(sorted(set(domains.values()))), Domain.unavailable.is_(True)
+        )
+    )
+    unavailable = set(found.scalars())
+    return {host for host, domain in domains.items() if domain in unavailable}
 
 
 @dataclass(frozen=True)

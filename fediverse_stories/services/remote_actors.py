@@ -10,6 +10,7 @@ from urllib.parse import urldefrag, urlsplit
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from activitypub.errors import FetchError, VocabularyError
 from activitypub.fetch import fetch_object
@@ -37,8 +38,13 @@ async def actor_by_uri(session: AsyncSession, uri: str) -> Actor | None:
 
 
 async def actor_by_key_id(session: AsyncSession, key_id: str) -> Actor | None:
-    return (
-        await session.execute(select(Actor).where(Actor.key_id == key_id).limit(1))
+    return await session.run_sync(actor_with_key, key_id)
+
+
+def actor_with_key(session: Session, key_id: str) -> Actor | None:
+    """The actor whose key this is, in a synchronous session (the inbox's one-hop step)."""
+    return session.execute(
+        select(Actor).where(Actor.key_id == key_id).limit(1)
     ).scalar_one_or_none()
 
 

@@ -28,6 +28,12 @@ class InstanceSessionMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if scope["method"] == "POST" and scope["path"].endswith("/inbox"):
+            # Inbox POSTs come from servers, which carry no session: skip the cookie work on
+            # the hot path, with an empty session that is never sent back.
+            scope["session"] = {}
+            await self.app(scope, receive, send)
+            return
         if self._sessions is None:
             self._sessions = SessionMiddleware(
                 self.app,

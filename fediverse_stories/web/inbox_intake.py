@@ -1,0 +1,164 @@
+"""The inbox's hot path in the database: one read and, for a new activity, two inserts.
+
+A signed activity from an actor whose key we hold needs, before its 202: the signer's domain
+policy, the key, the domain's health (failures to reset?), and whether the activity is already
+stored. `read` gets all of it in one statement; `store` writes the row and its job. Both run
+inside the inbox's one hop (`Context.in_one_hop`) through `FastStatement`, because on SQLite
+SQLAlchemy's per-statement overhead, not SQL, was the cost (BENCHMARKS.md, "Inbox").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import BindParameter, Connection, bindparam, func, insert, literal, select
+from sqlalchemy.orm import aliased
+
+from activitypub.keys import PublicKey, load_public_pem
+from fediverse_stories.db.fast import FastStatement
+from fediverse_stories.db.models import (
+    Actor,
+    Domain,
+    DomainPolicy,
+    InboxActivity,
+    InstanceValue,
+    Job,
+)
+from fediverse_stories.queue import new_job
+from fediverse_stories.services import domains
+from fediverse_stories.services.errors import Invalid
+
+# Entries that can cover one host (itself, with and without port, and its parent domains); a
+# host with more labels than this fits takes the inbox's general path.
+MAX_ENTRIES = 8
+
+_entries: list[BindParameter[Any]] = [bindparam(f"e{n}") for n in range(MAX_ENTRIES)]
+_health = aliased(Domain)
+_one = select(literal(1).label("one")).subquery()
+
+_READ = FastStatement(
+    select(
+        select(InstanceValue.value)
+        .where(InstanceValue.key == domains.FEDERATION_MODE)
+        .scalar_subquery(),
+        # The most specific blocking entry: a longer entry is a more specific one.
+        select(Domain.domain)
+        .where(Domain.domain.in_(_entries), Domain.policy == DomainPolicy.BLOCKED)
+        .order_by(func.length(Domain.domain).desc())
+        .limit(1)
+        .scalar_subquery(),
+        select(literal(1))
+        .where(Domain.domain.in_(_entries), Domain.policy == DomainPolicy.ALLOWED)
+        .limit(1)
+        .scalar_subquery(),
+        select(InboxActivity.id)
+        .where(
+            InboxActivity.uri == bindparam("uri"),
+            InboxActivity.signer_key_id == bindparam("key_id"),
+        )
+        .scalar_subquery(),
+        Actor.uri,
+        Actor.public_key_pem,
+        Actor.suspended,
+        _health.failures_since,
+        _health.unavailable,
+        _health.failure_days,
+    )
+    .select_from(_one)
+    .outerjoin(Actor, Actor.key_id == bindparam("key_id"))
+    .outerjoin(_health, _health.domain == Actor.domain)
+    .limit(1)
+)
+
+_INSERT_ACTIVITY = FastStatement(
+    insert(InboxActivity).values(
+        uri=bindparam("uri"),
+        type=bindparam("type"),
+        actor_uri=bindparam("actor_uri"),
+        signer_key_id=bindparam("signer_key_id"),
+        raw=bindparam("raw"),
+        received_at=bindparam("received_at"),
+    )
+)
+
+_INSERT_JOB = FastStatement(
+    insert(Job).values({name: bindparam(name) for name in new_job(datetime.now(UTC), "", {})})
+)
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What the inbox needs to know about one request, read in one statement."""
+
+    refused: str | None
+    stored: bool  # this activity from this signer is already here
+    actor_uri: str | None  # the actor holding the key, if we know it
+    public_key_pem: str | None
+    suspended: bool
+    health_to_reset: bool  # the signer's domain has failures a verified request resets
+
+
+def read(connection: Connection, key_host: str, key_id: str, activity_id: str) -> Reading | None:
+    """The reading, or None when the host cannot be read this way (invalid, too many labels)."""
+    try:
+        domain = domains.normalise_domain(key_host)
+    except Invalid:
+        return None
+    entries = domains.covering_entries(domain)
+    if len(entries) > MAX_ENTRIES:
+        return None
+    padded = entries + [entries[-1]] * (MAX_ENTRIES - len(entries))
+    params: dict[str, Any] = {f"e{n}": entry for n, entry in enumerate(padded)}
+    params.update(uri=activity_id, key_id=key_id)
+    (mode, blocked_by, allowed, seen, uri, pem, suspended, *health), *_ = (
+        _READ.rows(connection, params)
+    )
+    refused = domains.verdict(
+        domain,
+        blocked_by,
+        bool(allowed),
+        domains.mode_from(mode) == domains.FederationMode.ALLOWLIST,
+    )
+    failures_since, unavailable, failure_days = health
+    return Reading(
+        refused=refused,
+        stored=seen is not None,
+        actor_uri=uri,
+        public_key_pem=pem,
+        suspended=bool(suspended),
+        health_to_reset=bool(failures_since or unavailable or failure_days),
+    )
+
+
+def store(
+    connection: Connection,
+    *,
+    uri: str,
+    kind: str,
+    actor_uri: str,
+    key_id: str,
+    raw: str,
+    now: datetime,
+) -> None:
+    """The new activity's row and the job that processes it, in the caller's transaction."""
+    row_id = _INSERT_ACTIVITY.insert(
+        connection,
+        {
+            "uri": uri,
+            "type": kind,
+            "actor_uri": actor_uri,
+            "signer_key_id": key_id,
+            "raw": raw,
+            "received_at": now,
+        },
+    )
+    _INSERT_JOB.insert(connection, new_job(now, "inbox", {"id": row_id}))
+
+
+@lru_cache(maxsize=1024)
+def public_key(pem: str) -> PublicKey:
+    """A loaded public key (parsing PEM costs more than verifying with it)."""
+    return load_public_pem(pem)

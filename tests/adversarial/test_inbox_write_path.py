@@ -1,0 +1,92 @@
+"""The inbox's one-step write path (fediverse_stories/web/inbox_intake.py) stores what the worker
+expects, waits for another writer instead of failing, and never stores twice.
+
+eve@evil.test is known to a.test (her key cached), so her activities take the happy path: one
+read and two inserts, run inline on the event loop on SQLite when the database is free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+
+import pytest
+from sqlalchemy import func, select
+
+from fediverse_stories.db.models import InboxActivity, Interaction, Job, JobState
+from tests.adversarial.conftest import SHARED_INBOX, Target
+from tests.support.databases import backend_name
+
+
+async def test_a_stored_like_is_what_the_worker_processes(target: Target) -> None:
+    like = target.evil.activity("Like", target.story.uri)
+    response = await target.evil.post(target.client, SHARED_INBOX, like)
+    assert response.status_code == 202, response.text
+
+    async with target.a.ctx.sessions() as session:
+        row = (
+            await session.execute(select(InboxActivity).where(InboxActivity.uri == like["id"]))
+        ).scalar_one()
+        jobs = (await session.execute(select(Job).where(Job.kind == "inbox"))).scalars().all()
+    assert (row.type, row.actor_uri) == ("Like", like["actor"])
+    assert row.signer_key_id == target.evil.key_id()
+    assert json.loads(row.raw) == like
+    assert row.received_at.tzinfo is not None and row.processed_at is None
+    job = next(job for job in jobs if job.payload == {"id": row.id})
+    assert (job.state, job.attempts, job.run_at) == (JobState.QUEUED, 0, row.received_at)
+
+    await target.settle()
+    async with target.a.ctx.sessions() as session:
+        likes = (
+            await session.execute(
+                select(func.count())
+                .select_from(Interaction)
+                .where(Interaction.object_uri == target.story.uri, Interaction.type == "Like")
+            )
+        ).scalar_one()
+    assert likes == 1
+
+
+async def test_a_replayed_activity_is_stored_once(target: Target) -> None:
+    like = target.evil.activity("Like", target.story.uri)
+    answers = await asyncio.gather(
+        *(target.evil.post(target.client, SHARED_INBOX, like) for _ in range(5))
+    )
+    assert [r.status_code for r in answers] == [202] * 5
+    async with target.a.ctx.sessions() as session:
+        stored = (
+            await session.execute(
+                select(func.count())
+                .select_from(InboxActivity)
+                .where(InboxActivity.uri == like["id"])
+            )
+        ).scalar_one()
+    assert stored == 1
+
+
+@pytest.mark.skipif(
+    backend_name() != "sqlite", reason="SQLite's single write lock is what this test holds"
+)
+async def test_an_activity_waits_for_another_writer_without_blocking_the_instance(
+    target: Target,
+) -> None:
+    path = target.a.database_url.split("///", 1)[1]
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+        like = target.evil.activity("Like", target.story.uri)
+        posting = asyncio.create_task(target.evil.post(target.client, SHARED_INBOX, like))
+        await asyncio.sleep(0.5)
+        assert not posting.done()  # waiting for the lock, not refused
+        assert (await target.client.get("/healthz")).status_code == 200  # the loop is free
+        other.execute("COMMIT")
+        response = await asyncio.wait_for(posting, 30)
+    finally:
+        other.close()
+    assert response.status_code == 202, response.text
+    async with target.a.ctx.sessions() as session:
+        stored = (
+            await session.execute(select(InboxActivity.id).where(InboxActivity.uri == like["id"]))
+        ).scalar_one_or_none()
+    assert stored is not None
