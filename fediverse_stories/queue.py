@@ -110,7 +110,7 @@ async def claim(
         )
         return list(claimed.scalars())
 
-    return await ctx.in_one_hop(claim_in)
+    return await ctx.in_one_hop(claim_in, inline=True)
 
 
 def _within_host_limits(
