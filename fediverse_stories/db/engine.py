@@ -21,8 +21,9 @@ def make_engine(database_url: str, **kwargs: Any) -> AsyncEngine:
         engine = create_async_engine(database_url, connect_args={"timeout": 30}, **kwargs)
         event.listen(engine.sync_engine, "connect", _pragmas(30))
         return engine
-    # Per process: a worker runs up to 16 jobs at once, each holding a connection only for its
-    # short transactions (never across an HTTP request), and a web process answers many
+    # Per process: a worker runs up to 32 jobs at once, each holding a connection only for its
+    # short transactions (never across an HTTP request; its delivery steps are grouped into
+    # shared transactions: batching.py), and a web process answers many
     # requests on few connections; 10 + 10 covers both. PostgreSQL's max_connections must be
     # about 20 x (web processes + workers) plus a margin (README "Scaling out").
     kwargs.setdefault("pool_size", 10)
