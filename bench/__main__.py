@@ -17,12 +17,13 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from . import bovine, fanout, inbox
+from . import bovine, fanout, inbox, pages
 from .common import ROOT, machine
 
 BENCHMARKS: dict[str, ModuleType] = {
     "inbox": inbox,
     "fanout": fanout,
+    "pages": pages,
     "bovine": bovine,
 }
 

@@ -7,8 +7,8 @@ were the cost (BENCHMARKS.md, section 2). A `GroupStep` queues the items submitt
 previous batch runs and runs them together as the next batch, in one transaction through
 `Context.in_one_hop` (inline on the event loop when SQLite is free: a hand-off to the thread
 cost more than the batch; 2.5 s instead of 4 s for the fan-out): under load batches grow by
-themselves, and a lone caller still waits for just one step. Items of different instances (several apps in one test process) never share a
-batch: each Context has its own lane.
+themselves, and a lone caller still waits for just one step. Items of different instances
+(several apps in one test process) never share a batch: each Context has its own lane.
 
     close_jobs = GroupStep(_close_jobs)     # _close_jobs(session, items) -> a result per item
     await close_jobs.run(ctx, item)

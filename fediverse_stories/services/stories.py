@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Protocol, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -69,7 +70,16 @@ class StoryDraft:
         self.tags = tags
 
 
-def effective_policy(ctx: Context, story: Story) -> CommentPolicy:
+class Policed(Protocol):
+    """What the comment policy depends on: a Story, or the story page's view of one."""
+
+    @property
+    def comment_policy(self) -> CommentPolicy: ...
+    @property
+    def published_at(self) -> datetime: ...
+
+
+def effective_policy(ctx: Context, story: Policed) -> CommentPolicy:
     """The story's own comment policy, closed once the instance's close-after-days has passed."""
     days = ctx.settings.comments_close_after_days
     if days is not None and ctx.clock() - story.published_at > timedelta(days=days):
@@ -149,24 +159,35 @@ async def get_local_story(session: AsyncSession, story_id: int) -> Story:
 MAX_DEPTH_SHOWN = 4
 
 
-async def visible_comments(session: AsyncSession, story_id: int) -> list[tuple[Comment, int]]:
-    """The shown comments of a story as a thread: (comment, depth), replies under their parent.
+class Threaded(Protocol):
+    """What ordering a thread needs of a comment: an ORM Comment, or the story page's view."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def uri(self) -> str | None: ...
+    @property
+    def parent_id(self) -> int | None: ...
+    @property
+    def published_at(self) -> datetime: ...
+
+
+C = TypeVar("C", bound=Threaded)
+
+
+def as_thread(shown: Iterable[C]) -> list[tuple[C, int]]:
+    """Shown comments as a thread: (comment, depth), replies under their parent.
 
     Siblings are ordered by `published` then id URI, which every instance carrying the thread
     shares, so every instance shows the same order.
     """
-    query = select(Comment).where(
-        Comment.story_id == story_id, Comment.state == CommentState.VISIBLE
-    )
-    rows = sorted(
-        (await session.execute(query)).scalars(), key=lambda c: (c.published_at, c.uri or "")
-    )
-    shown = {c.id for c in rows}
-    children: dict[int | None, list[Comment]] = {}
+    rows = sorted(shown, key=lambda c: (c.published_at, c.uri or ""))
+    ids = {c.id for c in rows}
+    children: dict[int | None, list[C]] = {}
     for comment in rows:
-        parent = comment.parent_id if comment.parent_id in shown else None
+        parent = comment.parent_id if comment.parent_id in ids else None
         children.setdefault(parent, []).append(comment)
-    ordered: list[tuple[Comment, int]] = []
+    ordered: list[tuple[C, int]] = []
 
     def walk(parent: int | None, depth: int) -> None:
         for comment in children.get(parent, []):
@@ -175,6 +196,14 @@ async def visible_comments(session: AsyncSession, story_id: int) -> list[tuple[C
 
     walk(None, 0)
     return ordered
+
+
+async def visible_comments(session: AsyncSession, story_id: int) -> list[tuple[Comment, int]]:
+    """The shown comments of a story as a thread (see `as_thread`)."""
+    query = select(Comment).where(
+        Comment.story_id == story_id, Comment.state == CommentState.VISIBLE
+    )
+    return as_thread((await session.execute(query)).scalars())
 
 
 async def network_stories(session: AsyncSession, *, limit: int = 40) -> list[Story]:

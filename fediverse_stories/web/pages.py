@@ -8,12 +8,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from fediverse_stories.context import Context
-from fediverse_stories.db.models import Story, Visibility
+from fediverse_stories.db.models import Visibility
 from fediverse_stories.services import stories
 from fediverse_stories.services.actors import local_actor
-from fediverse_stories.services.errors import NotFound
 from fediverse_stories.services.stories import effective_policy
-from fediverse_stories.web.current import current_account
+from fediverse_stories.services.story_view import read_story_page
+from fediverse_stories.web.current import current_account, signed_in
 from fediverse_stories.web.templating import render
 
 
@@ -37,17 +37,18 @@ async def network(request: Request) -> Response:
 async def story_page(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     story_id = _int_param(request, "story_id")
-    async with ctx.sessions() as session:
-        await current_account(request, session)
-        try:
-            story = await stories.get_local_story(session, story_id)
-        except NotFound:
-            raise HTTPException(404, "No such story.") from None
-        if story.deleted_at is not None:
-            return render(request, "gone.html", {}, status_code=410)
-        if story.visibility == Visibility.FOLLOWERS:
-            raise HTTPException(404, "No such story.")
-        comments = await stories.visible_comments(session, story.id)
+    await signed_in(request, ctx)
+    # The story, its author and tags and its thread in one step: on SQLite, read right on the
+    # event loop (a hop to a thread per statement was most of the cost: bench/pages.py).
+    story, comments = await ctx.in_one_hop(
+        lambda session: read_story_page(session, story_id, local=True), inline=True
+    )
+    if story is None:
+        raise HTTPException(404, "No such story.")
+    if story.deleted_at is not None:
+        return render(request, "gone.html", {}, status_code=410)
+    if story.visibility == Visibility.FOLLOWERS:
+        raise HTTPException(404, "No such story.")
     return render(
         request,
         "story.html",
@@ -59,14 +60,14 @@ async def network_story(request: Request) -> Response:
     """A story from the network with the thread its home instance forwarded to us."""
     ctx: Context = request.app.state.ctx
     story_id = _int_param(request, "story_id")
-    async with ctx.sessions() as session:
-        await current_account(request, session)
-        story = await session.get(Story, story_id)
-        if story is None or story.local or story.deleted_at is not None:
-            raise HTTPException(404, "No such story.")
-        if story.visibility == Visibility.FOLLOWERS:
-            raise HTTPException(404, "No such story.")
-        comments = await stories.visible_comments(session, story.id)
+    await signed_in(request, ctx)
+    story, comments = await ctx.in_one_hop(
+        lambda session: read_story_page(session, story_id, local=False), inline=True
+    )
+    if story is None or story.deleted_at is not None:
+        raise HTTPException(404, "No such story.")
+    if story.visibility == Visibility.FOLLOWERS:
+        raise HTTPException(404, "No such story.")
     return render(
         request,
         "story.html",

@@ -15,6 +15,9 @@ from fediverse_stories.web.sessions import csrf_token
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 
 templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
+# Templates ship with the package and change only with it: without this, every render stats
+# each template file (story.html and base.html) to see whether it changed (bench/pages.py).
+templates.env.auto_reload = False
 
 
 def http_url(value: object) -> str:
