@@ -50,6 +50,9 @@ SECURITY_HEADERS = [
 ]
 
 
+SECURITY_HEADER_NAMES = frozenset(name for name, _ in SECURITY_HEADERS)
+
+
 class SecurityHeadersMiddleware:
     """Headers that keep remote content inert even if a sanitiser ever missed something."""
 
@@ -63,9 +66,13 @@ class SecurityHeadersMiddleware:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                present = {name.lower() for name, _ in message.get("headers", [])}
-                extra = [(n, v) for n, v in SECURITY_HEADERS if n not in present]
-                message["headers"] = list(message.get("headers", [])) + extra
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                if present.isdisjoint(SECURITY_HEADER_NAMES):
+                    headers += SECURITY_HEADERS  # the usual case, and the inbox's hot path
+                else:
+                    headers += [(n, v) for n, v in SECURITY_HEADERS if n not in present]
+                message["headers"] = headers
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

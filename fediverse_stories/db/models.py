@@ -366,9 +366,11 @@ class InboxActivity(Base):
     __table_args__ = (UniqueConstraint("uri", "signer_key_id"),)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
-    uri: Mapped[str] = mapped_column(URL, index=True)
+    # Looked up by (uri, signer_key_id), which the unique constraint indexes; no other index:
+    # every insert pays for each one (the inbox's hot path, BENCHMARKS.md).
+    uri: Mapped[str] = mapped_column(URL)
     type: Mapped[str] = mapped_column(String(64))
-    actor_uri: Mapped[str] = mapped_column(URL, index=True)
+    actor_uri: Mapped[str] = mapped_column(URL)
     signer_key_id: Mapped[str] = mapped_column(URL)
     raw: Mapped[str] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -71,11 +71,13 @@ def parse_activity(body: bytes) -> dict[str, Any]:
     """A JSON object with no duplicate keys and bounded nesting; ValueError otherwise."""
 
     def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        result: dict[str, Any] = {}
-        for key, value in pairs:
-            if key in result:
-                raise ValueError(f"duplicate key {key!r}")
-            result[key] = value
+        result = dict(pairs)  # built in C; a repeated key shows as a shorter dict
+        if len(result) != len(pairs):
+            seen: set[str] = set()
+            for key, _ in pairs:
+                if key in seen:
+                    raise ValueError(f"duplicate key {key!r}")
+                seen.add(key)
         return result
 
     _check_depth(body)

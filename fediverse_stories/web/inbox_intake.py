@@ -103,15 +103,11 @@ class Reading:
 
 def read(connection: Connection, key_host: str, key_id: str, activity_id: str) -> Reading | None:
     """The reading, or None when the host cannot be read this way (invalid, too many labels)."""
-    try:
-        domain = domains.normalise_domain(key_host)
-    except Invalid:
+    covering = _covering(key_host)
+    if covering is None:
         return None
-    entries = domains.covering_entries(domain)
-    if len(entries) > MAX_ENTRIES:
-        return None
-    padded = entries + [entries[-1]] * (MAX_ENTRIES - len(entries))
-    params: dict[str, Any] = {f"e{n}": entry for n, entry in enumerate(padded)}
+    domain, entries = covering
+    params: dict[str, Any] = dict(entries)
     params.update(uri=activity_id, key_id=key_id)
     (mode, blocked_by, allowed, seen, uri, pem, suspended, *health), *_ = (
         _READ.rows(connection, params)
@@ -156,6 +152,21 @@ def store(
         },
     )
     _INSERT_JOB.insert(connection, new_job(now, "inbox", {"id": row_id}))
+
+
+@lru_cache(maxsize=4096)
+def _covering(key_host: str) -> tuple[str, tuple[tuple[str, str], ...]] | None:
+    """The normalised domain and the padded `e0..e7` entries that could cover it (parsing a
+    host costs more than the query; a busy inbox hears from the same hosts again and again)."""
+    try:
+        domain = domains.normalise_domain(key_host)
+    except Invalid:
+        return None
+    entries = domains.covering_entries(domain)
+    if len(entries) > MAX_ENTRIES:
+        return None
+    padded = entries + [entries[-1]] * (MAX_ENTRIES - len(entries))
+    return domain, tuple((f"e{n}", entry) for n, entry in enumerate(padded))
 
 
 @lru_cache(maxsize=1024)
