@@ -29,14 +29,19 @@ BENCHMARKS: dict[str, ModuleType] = {
 
 
 def memory_section(results: dict[str, Any]) -> str:
-    peaks = {name: r["serve_hwm_mb"] for name, r in results.items() if "serve_hwm_mb" in r}
+    peaks = {
+        name: r["serve_hwm_mb"]
+        for name, r in results.items()
+        if name in ("inbox", "fanout", "pages") and "serve_hwm_mb" in r
+    }
     lines = ["## 4. Memory", ""]
     if not peaks:
         return "\n".join([*lines, "Not measured in this run.", ""])
     worst = max(peaks.values())
     lines += [
         "Peak RSS (VmHWM from /proc) of each `serve` process at the end of the benchmark that "
-        "drove it; the goal is <= 150 MB for every one.",
+        "drove it (benchmarks 1-3 each start their own instance); the goal is <= 150 MB for "
+        "every one.",
         "",
         "| benchmark | peak RSS of `serve` (MB) |",
         "| --- | --- |",
@@ -62,8 +67,11 @@ def report(m: dict[str, str], results: dict[str, Any], runs: int, seconds: float
         "(other work shares this machine: absolute rates swing, ratios much less)",
         "",
     ]
-    sections = [BENCHMARKS[name].section(r) for name, r in results.items()]
-    return "\n".join(header) + "\n".join([*sections, memory_section(results)])
+    sections = [BENCHMARKS[name].section(r) for name, r in results.items() if name != "bovine"]
+    sections.append(memory_section(results))  # section 4, then 5
+    if "bovine" in results:
+        sections.append(BENCHMARKS["bovine"].section(results["bovine"]))
+    return "\n".join(header) + "\n".join(sections)
 
 
 def main() -> None:
