@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 import httpx
+from sqlalchemy import Connection
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session, sessionmaker
@@ -89,23 +90,43 @@ class Context:
         rolled back whole) and short. On PostgreSQL the step runs in an async session through
         `run_sync`, with no thread at all.
         """
-        if self.one_hop_sessions is None or self.one_hop_thread is None:
+        if self.one_hop_sessions is None:
             async with self.sessions.begin() as session:
                 return await session.run_sync(step)
-        if inline and self.inline_sessions is not None:
-            try:
-                with self.inline_sessions.begin() as inline_session:
-                    return step(inline_session)
-            except OperationalError as error:
-                if not _locked(error):
-                    raise
-        sessions = self.one_hop_sessions
 
-        def run() -> T:
+        def in_session(sessions: sessionmaker[Session]) -> T:
             with sessions.begin() as session:
                 return step(session)
 
-        return await asyncio.get_running_loop().run_in_executor(self.one_hop_thread, run)
+        return await self._on_sqlite(in_session, inline)
+
+    async def on_connection(self, step: Callable[[Connection], T], *, inline: bool = False) -> T:
+        """`in_one_hop` for a step that needs no ORM session, only a Core connection: the
+        session's own bookkeeping costs more than the inbox's whole read (about 45 us against
+        20, measured on SQLite)."""
+        if self.one_hop_sessions is None:
+            async with self.engine.begin() as connection:
+                return await connection.run_sync(step)
+
+        def on_engine(sessions: sessionmaker[Session]) -> T:
+            with sessions.kw["bind"].begin() as connection:
+                return step(connection)
+
+        return await self._on_sqlite(on_engine, inline)
+
+    async def _on_sqlite(self, run: Callable[[sessionmaker[Session]], T], inline: bool) -> T:
+        """`run` on the event loop if `inline` and no other writer holds the lock, else in the
+        one-hop thread (where waiting for the lock blocks nothing else)."""
+        if inline and self.inline_sessions is not None:
+            try:
+                return run(self.inline_sessions)
+            except OperationalError as error:
+                if not _locked(error):
+                    raise
+        assert self.one_hop_sessions is not None and self.one_hop_thread is not None
+        return await asyncio.get_running_loop().run_in_executor(
+            self.one_hop_thread, run, self.one_hop_sessions
+        )
 
     def host_slot(self, host: str, limit: int = 4) -> asyncio.Semaphore:
         slot = self.host_slots.get(host)

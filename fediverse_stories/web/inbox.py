@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.requests import ClientDisconnect, Request
@@ -147,8 +147,9 @@ async def inbox(request: Request) -> Response:
     except (ValueError, RecursionError) as error:
         activity, malformed = None, f"malformed JSON: {str(error)[:100]}"
     try:
-        intake = await ctx.in_one_hop(
-            lambda session: _intake(session, ctx, request, key_id, body, activity), inline=True
+        intake = await ctx.on_connection(
+            lambda connection: _intake(connection, ctx, request, key_id, body, activity),
+            inline=True,
         )
     except IntegrityError:
         return Response(status_code=202)  # the same activity raced in twice: one row, one effect
@@ -197,7 +198,7 @@ class Intake:
 
 
 def _intake(
-    session: Session,
+    connection: Connection,
     ctx: Context,
     request: Request,
     key_id: str,
@@ -214,7 +215,7 @@ def _intake(
     """
     reading = None
     if activity is not None and isinstance(activity.get("id"), str):
-        reading = inbox_intake.read(session.connection(), host_of(key_id), key_id, activity["id"])
+        reading = inbox_intake.read(connection, host_of(key_id), key_id, activity["id"])
     if reading is not None and reading.refused:
         return Intake(refused=reading.refused)
     if (
@@ -234,7 +235,7 @@ def _intake(
         else:
             if not reading.stored:
                 inbox_intake.store(
-                    session.connection(),
+                    connection,
                     uri=activity["id"],
                     kind=(primary_type(activity["type"], NEEDS_OBJECT) or "?")[:64],
                     actor_uri=str(id_of(activity["actor"])),
@@ -243,11 +244,13 @@ def _intake(
                     now=ctx.clock(),
                 )
             return Intake(stored=True)
-    refused = domains.refusal(session, host_of(key_id))
-    if refused:
-        return Intake(refused=refused)
-    cached = actor_with_key(session, key_id)
-    health = session.get(Domain, cached.domain) if cached is not None else None
+    # The general path's reading, through the ORM on the same connection and transaction.
+    with Session(bind=connection, expire_on_commit=False) as session:
+        refused = domains.refusal(session, host_of(key_id))
+        if refused:
+            return Intake(refused=refused)
+        cached = actor_with_key(session, key_id)
+        health = session.get(Domain, cached.domain) if cached is not None else None
     return Intake(cached=cached, health=health)
 
 
