@@ -34,6 +34,7 @@ import httpx
 from .common import (
     ROOT,
     Instance,
+    answers,
     fmt,
     free_port,
     run_json,
@@ -337,17 +338,6 @@ def run(workdir: Path, runs: int = 3) -> dict[str, Any]:
     }
     out["runs"] = runs
     return out
-
-
-def answers(r: dict[str, Any]) -> str:
-    """Every status seen in the timed windows, summed per side."""
-    total: dict[str, dict[str, int]] = {}
-    for entry in r["statuses"]:
-        for side, statuses in entry.items():
-            for status, n in statuses.items():
-                total.setdefault(side, {}).setdefault(status, 0)
-                total[side][status] += n
-    return "; ".join(f"{side} {statuses}" for side, statuses in total.items())
 
 
 def setup_text(r: dict[str, Any]) -> list[str]:

@@ -61,6 +61,43 @@ def fmt(values: Sequence[float], digits: int = 0) -> str:
     return f"{s['median']:.{digits}f} (min {s['min']:.{digits}f}, max {s['max']:.{digits}f})"
 
 
+def answers(r: dict[str, Any]) -> str:
+    """Every status seen in the timed windows (`r["statuses"]`), summed per side."""
+    total: dict[str, dict[str, int]] = {}
+    for entry in r["statuses"]:
+        for side, statuses in entry.items():
+            for status, n in statuses.items():
+                total.setdefault(side, {}).setdefault(status, 0)
+                total[side][status] += n
+    return "; ".join(f"{side} {statuses}" for side, statuses in total.items())
+
+
+def remote_actor_row(uri: str, now: Any, **columns: Any) -> dict[str, Any]:
+    """An `actors` row for a remote Person at `uri` (http://HOST/users/NAME), as fetching its
+    document would store it; `columns` override or add (a key, a display name...)."""
+    netloc, name = uri.split("/")[2], uri.rsplit("/", 1)[1]
+    return {
+        "uri": uri,
+        "local": False,
+        "type": "Person",
+        "username": name,
+        "domain": netloc,
+        "display_name": name,
+        "summary": "",
+        "inbox_url": f"{uri}/inbox",
+        "shared_inbox_url": f"http://{netloc}/inbox",
+        "followers_url": f"{uri}/followers",
+        "key_id": f"{uri}#main-key",
+        "manually_approves_followers": False,
+        "hide_followers": False,
+        "suspended": False,
+        "blocks_us": False,
+        "created_at": now,
+        "fetched_at": now,
+        **columns,
+    }
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
@@ -172,6 +209,25 @@ def run_json(args: list[str], timeout: float = 600) -> Any:
     if done.returncode != 0:
         raise RuntimeError(f"{args}: {done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def fire(port: int, requests: Path, *, connections: int, warmup: int) -> dict[str, Any]:
+    """Replay pickled raw requests at 127.0.0.1:port from bench/loadgen.py in its own process:
+    its answer (seconds, count, statuses, rate) for the timed part after `warmup` requests."""
+    result: dict[str, Any] = run_json(
+        [
+            "-m",
+            "bench.loadgen",
+            "127.0.0.1",
+            str(port),
+            str(requests),
+            "--connections",
+            str(connections),
+            "--warmup",
+            str(warmup),
+        ]
+    )
+    return result
 
 
 def in_pool(function: Callable[..., Any], items: Sequence[Any]) -> list[Any]:

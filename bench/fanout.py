@@ -33,6 +33,7 @@ from .common import (
     fmt,
     free_port,
     in_pool,
+    remote_actor_row,
     run_json,
     stats,
     stop,
@@ -100,25 +101,7 @@ def _follower_rows(netlocs: list[str], now: datetime) -> list[dict[str, Any]]:
         for n in range(FOLLOWERS_PER_INSTANCE):
             uri = f"http://{netloc}/users/reader{n}"
             rows.append(
-                {
-                    "uri": uri,
-                    "local": False,
-                    "type": "Person",
-                    "username": f"reader{n}",
-                    "domain": netloc,
-                    "display_name": f"Reader {n}",
-                    "summary": "",
-                    "inbox_url": f"{uri}/inbox",
-                    "shared_inbox_url": f"http://{netloc}/inbox",
-                    "followers_url": f"{uri}/followers",
-                    "key_id": f"{uri}#main-key",
-                    "manually_approves_followers": False,
-                    "hide_followers": False,
-                    "suspended": False,
-                    "blocks_us": False,
-                    "created_at": now,
-                    "fetched_at": now,
-                }
+                remote_actor_row(uri, now, username=f"reader{n}", display_name=f"Reader {n}")
             )
     return rows
 
@@ -625,7 +608,7 @@ WHERE_THE_TIME_GOES = [
     "spread over every core in the bare script. On SQLite one process signs everything, so "
     "the signing bound alone at one core's rate is most of the bare script's time: 0.7 of "
     "the bare script is out of reach for a single process. What would narrow it: several "
-    "worker processes, which needs PostgreSQL (README, \"Scaling out\"), and signing in a "
+    'worker processes, which needs PostgreSQL (README, "Scaling out"), and signing in a '
     "process pool (threads were measured slower: the hand-offs wait for the GIL).",
     "",
 ]

@@ -23,7 +23,18 @@ from activitypub.keys import generate_rsa, load_private_pem, private_to_pem, pub
 from activitypub.signatures import sign_request_headers
 from activitypub.vocab import ACTIVITY_JSON
 
-from .common import Instance, fmt, free_port, in_pool, run_json, stats, uvicorn_app, vm_hwm_mb
+from .common import (
+    Instance,
+    answers,
+    fmt,
+    free_port,
+    in_pool,
+    remote_actor_row,
+    stats,
+    uvicorn_app,
+    vm_hwm_mb,
+)
+from .common import fire as common_fire
 
 ACTORS = 100
 PER_RUN = 2000
@@ -137,26 +148,15 @@ async def _insert_actors(instance: Instance, keys: list[tuple[str, str]]) -> Non
             await session.execute(
                 insert(Actor),
                 [
-                    {
-                        "uri": actor_uri(n),
-                        "local": False,
-                        "type": "Person",
-                        "username": f"peer{n}",
-                        "domain": actor_uri(n).split("/")[2],
-                        "display_name": f"Peer {n}",
-                        "summary": "",
-                        "inbox_url": actor_uri(n) + "/inbox",
-                        "shared_inbox_url": actor_uri(n).rsplit("/users", 1)[0] + "/inbox",
-                        "key_id": actor_uri(n) + "#main-key",
-                        "public_key_pem": keys[n][1],
-                        "manually_approves_followers": False,
-                        "hide_followers": False,
-                        "suspended": False,
-                        "blocks_us": False,
-                        "created_at": now,
-                        "fetched_at": now,
-                        "key_fetched_at": now,
-                    }
+                    remote_actor_row(
+                        actor_uri(n),
+                        now,
+                        username=f"peer{n}",
+                        display_name=f"Peer {n}",
+                        shared_inbox_url=actor_uri(n).rsplit("/users", 1)[0] + "/inbox",
+                        public_key_pem=keys[n][1],
+                        key_fetched_at=now,
+                    )
                     for n in range(ACTORS)
                 ],
             )
@@ -186,20 +186,7 @@ def prepare(workdir: Path, runs: int) -> dict[str, Any]:
 
 
 def fire(port: int, requests: Path) -> dict[str, Any]:
-    result: dict[str, Any] = run_json(
-        [
-            "-m",
-            "bench.loadgen",
-            "127.0.0.1",
-            str(port),
-            str(requests),
-            "--connections",
-            str(CONNECTIONS),
-            "--warmup",
-            str(WARMUP),
-        ]
-    )
-    return result
+    return common_fire(port, requests, connections=CONNECTIONS, warmup=WARMUP)
 
 
 def run(workdir: Path, runs: int = 3, prepared: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -241,16 +228,6 @@ def run(workdir: Path, runs: int = 3, prepared: dict[str, Any] | None = None) ->
     out["ratio_dup"] = [a / c for a, c in zip(out["app_dup"], out["ceiling_dup"], strict=True)]
     out["body_bytes"] = prepared["body_bytes"]
     return out
-
-
-def answers(r: dict[str, Any]) -> str:
-    total: dict[str, dict[str, int]] = {}
-    for entry in r["statuses"]:
-        for side, statuses in entry.items():
-            for status, n in statuses.items():
-                total.setdefault(side, {}).setdefault(status, 0)
-                total[side][status] += n
-    return "; ".join(f"{side} {statuses}" for side, statuses in total.items())
 
 
 def section(r: dict[str, Any]) -> str:

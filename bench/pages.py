@@ -20,7 +20,16 @@ from typing import Any
 
 import httpx
 
-from .common import Instance, fmt, free_port, run_json, stats, uvicorn_app, vm_hwm_mb
+from .common import (
+    Instance,
+    answers,
+    fmt,
+    free_port,
+    stats,
+    uvicorn_app,
+    vm_hwm_mb,
+)
+from .common import fire as common_fire
 from .pages_seed import THREAD, make_thread, seed_stories
 
 STORIES = 100_000
@@ -97,20 +106,7 @@ def check_same_page(app_url: str, ceiling_url: str) -> int:
 
 def fire(port: int, requests: Path) -> dict[str, Any]:
     """One slice: the load generator's answer (seconds, statuses, rate) against one side."""
-    result: dict[str, Any] = run_json(
-        [
-            "-m",
-            "bench.loadgen",
-            "127.0.0.1",
-            str(port),
-            str(requests),
-            "--connections",
-            str(CONNECTIONS),
-            "--warmup",
-            str(WARMUP),
-        ]
-    )
-    return result
+    return common_fire(port, requests, connections=CONNECTIONS, warmup=WARMUP)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -189,17 +185,6 @@ def run(workdir: Path, runs: int = 3, prepared: dict[str, Any] | None = None) ->
     out["seed_seconds"] = prepared["seed_seconds"]
     out["db_mb"] = prepared["db_mb"]
     return out
-
-
-def answers(r: dict[str, Any]) -> str:
-    """The statuses seen, summed per side over the runs."""
-    total: dict[str, dict[str, int]] = {}
-    for entry in r["statuses"]:
-        for side, statuses in entry.items():
-            for status, n in statuses.items():
-                total.setdefault(side, {}).setdefault(status, 0)
-                total[side][status] += n
-    return "; ".join(f"{side} {statuses}" for side, statuses in total.items())
 
 
 def thread_mix() -> str:

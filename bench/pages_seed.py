@@ -33,7 +33,7 @@ from fediverse_stories.db.models import (
 )
 from fediverse_stories.markdown import render_markdown
 
-from .common import Instance
+from .common import Instance, remote_actor_row
 
 BATCH = 5000
 BODY_POOL = 64  # distinct bodies, rendered once each, shared round-robin by the stories
@@ -285,29 +285,18 @@ def remote_uri(n: int) -> str:
     return f"http://127.0.2.{n + 1}:9/users/reader{n}"
 
 
-def remote_actor_row(n: int, now: datetime) -> dict[str, Any]:
+def remote_reader(n: int, now: datetime) -> dict[str, Any]:
     """A cached remote Person, as fetching its actor document would have stored it."""
     uri = remote_uri(n)
-    return {
-        "uri": uri,
-        "local": False,
-        "type": "Person",
-        "username": f"reader{n}",
-        "domain": uri.split("/")[2],
-        "display_name": f"Reader {n}",
-        "summary": "<p>Fieldworker, occasional writer.</p>",
-        "url": uri.replace("/users/", "/@"),
-        "inbox_url": uri + "/inbox",
-        "shared_inbox_url": uri.rsplit("/users", 1)[0] + "/inbox",
-        "key_id": uri + "#main-key",
-        "public_key_pem": None,
-        "manually_approves_followers": False,
-        "hide_followers": False,
-        "suspended": False,
-        "blocks_us": False,
-        "created_at": now,
-        "fetched_at": now,
-    }
+    return remote_actor_row(
+        uri,
+        now,
+        display_name=f"Reader {n}",
+        summary="<p>Fieldworker, occasional writer.</p>",
+        url=uri.replace("/users/", "/@"),
+        followers_url=None,
+        public_key_pem=None,
+    )
 
 
 def remote_reply(
@@ -357,7 +346,7 @@ async def _make_thread(instance: Instance, story_id: int) -> None:
                     session, ctx, name, "pw-" * 6, role=Role.MEMBER, display_name=name.title()
                 )
             await session.execute(
-                insert(Actor), [remote_actor_row(n, clock_now[0]) for n in range(REMOTES)]
+                insert(Actor), [remote_reader(n, clock_now[0]) for n in range(REMOTES)]
             )
         story_uri = instance.settings().url(f"/stories/{story_id}")
         writer_uri = instance.settings().url("/users/writer")
