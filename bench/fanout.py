@@ -600,7 +600,10 @@ WHERE_THE_TIME_GOES = [
     "holds the lock): wall 4.1 s -> 2.5 s. The worker then claimed after every finished job, "
     "about 1,000 claim transactions per fan-out: it now claims once a quarter of its slots is "
     "free (or all are), serve CPU 2.35 s -> 1.8 s. Last, jobs at once: 16 -> 1.9-2.4 s CPU and "
-    "3.4 s wall, 32 -> 1.5 s and 1.9 s, 64 -> 1.35 s and 2.5 s; 32 is the default now.",
+    "3.4 s wall, 32 -> 1.5 s and 1.9 s, 64 -> 1.35 s and 2.5 s; 32 is the default now. "
+    "And the publish itself: its 1,000 jobs were 1,000 ORM objects flushed one by one; one "
+    "executemany now (outbound/store.py), and the first delivery leaves 0.12 s after the "
+    "publish instead of 0.31 s.",
     "",
     "Where the rest goes: about 1.5 ms of CPU per delivery in one process, for everything "
     "that holds the GIL (py-spy: RSA signing about a fifth, httpx building and sending the "

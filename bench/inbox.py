@@ -283,15 +283,23 @@ def section(r: dict[str, Any]) -> str:
         "5. Smaller costs the ceiling does not pay: the duplicate-key check on a dict built "
         "in C, a host's covering entries cached, no session middleware for inbox POSTs, "
         "security headers appended without a rescan, and the two indexes of inbox_activities "
-        "that nothing read (migration 0006): 0.55 / 0.71, then 0.53 / 0.53 (noise).",
+        "that nothing read (migration 0006): 0.55 / 0.71, then 0.53 / 0.53 (noise); 3 runs: "
+        "0.61 / 0.60.",
+        "6. The step on a Core connection (`Context.on_connection`), an ORM session only on "
+        "the general path: the session's bookkeeping around the read cost 45 us, twice the "
+        "read itself: 3 runs, 0.67 / 0.66.",
         "",
-        "What remains, per request: the ceiling spends about 0.43 ms; `serve` about 0.6 ms "
-        "for a duplicate and 0.8 ms for a new activity. A new activity costs two inserts and "
-        "their commit, about 0.2 ms, which bare sqlite3 needs too (measured: 211 us for the "
-        "same two inserts and commit through sqlite3 alone): the job row is the design's "
-        "promise that nothing is lost after the 202, and the ceiling does not make it. The "
-        "rest is spread thin: uvicorn's proxy-headers middleware and ours, the ORM session "
-        "around the step (about 25 us), the origin and policy checks the ceiling skips.",
+        "What remains, per request (quiet machine): the ceiling spends about 0.36 ms on a "
+        "duplicate and 0.45 ms on a new activity; `serve` about 0.53 ms and 0.7 ms. A new "
+        "activity costs two inserts and their commit, which bare sqlite3 needs too (211 us "
+        "for the same two inserts and commit through sqlite3 alone): the job row is the "
+        "design's promise that nothing is lost after the 202, which the ceiling does not "
+        "make. The rest is spread thin (py-spy on duplicates): our read statement (policy, "
+        "key, health and dedupe at once, about 20 us against the ceiling's 4), the "
+        "transaction around it, uvicorn's proxy-headers middleware and ours, the origin and "
+        "policy checks the ceiling skips, parsing that refuses duplicate keys. Both sides "
+        "spend about a fifth of their time parsing the Signature header twice (keyId, then "
+        "verification), in activitypub/cavage.py's character-by-character parser.",
         "",
     ]
     return "\n".join(lines)
