@@ -35,6 +35,7 @@ from fediverse_stories.services.remote_actors import (
     may_refetch_key,
 )
 from fediverse_stories.web import inbox_intake
+from fediverse_stories.web.verification import request_target, verification_terms
 
 MAX_DEPTH = 64
 LONE_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
@@ -329,14 +330,14 @@ async def _verify(
         return key
 
     def verify(resolve: Any) -> Any:
-        target = _target(request)
+        target = request_target(request)
         return verify_request(
             request.method,
             target,
             request.headers.items(),
             body,
             resolve,
-            **_verification_terms(ctx, target),
+            **verification_terms(ctx, target),
         )
 
     try:
@@ -358,32 +359,16 @@ async def _verify(
     return actor
 
 
-def _target(request: Request) -> str:
-    """The request target as received: path and query."""
-    return request.url.path + (f"?{request.url.query}" if request.url.query else "")
-
-
-def _verification_terms(ctx: Context, target: str) -> dict[str, Any]:
-    """Behind a proxy, signatures cover the public host and URL, not the socket's."""
-    settings = ctx.settings
-    return {
-        "clock": lambda: ctx.clock().timestamp(),
-        "host_override": settings.host,
-        "target_uri": settings.base_url + target,
-        "scheme": settings.base_url.split(":", 1)[0],
-    }
-
-
 def _verify_with(ctx: Context, request: Request, body: bytes, key: PublicKey) -> None:
     """The signature checked with a key in hand (synchronous: it runs inside the one hop)."""
-    target = _target(request)
+    target = request_target(request)
     verify_request_with_key(
         request.method,
         target,
         request.headers.items(),
         body,
         key,
-        **_verification_terms(ctx, target),
+        **verification_terms(ctx, target),
     )
 
 

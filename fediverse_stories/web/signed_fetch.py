@@ -16,13 +16,14 @@ from fediverse_stories.context import Context
 from fediverse_stories.services import domains
 from fediverse_stories.services.remote_actors import host_of, key_for
 from fediverse_stories.web.negotiation import activity_error
+from fediverse_stories.web.verification import request_target, verification_terms
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 async def signer_of(request: Request, ctx: Context) -> str | None:
     """The actor id that validly signed this GET, or None."""
-    path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    path = request_target(request)
     signer: dict[str, str] = {}
 
     async def resolver(key_id: str) -> PublicKey:
@@ -40,10 +41,7 @@ async def signer_of(request: Request, ctx: Context) -> str | None:
             request.headers.items(),
             b"",
             resolver,
-            clock=lambda: ctx.clock().timestamp(),
-            host_override=ctx.settings.host,
-            target_uri=ctx.settings.base_url + path,
-            scheme=ctx.settings.base_url.split(":", 1)[0],
+            **verification_terms(ctx, path),
         )
     except ProtocolError:
         return None

@@ -1,0 +1,26 @@
+"""What an incoming request's signature is checked against, for the inbox and signed fetches."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+
+from fediverse_stories.context import Context
+
+
+def request_target(request: Request) -> str:
+    """The request target as received: path and query."""
+    return request.url.path + (f"?{request.url.query}" if request.url.query else "")
+
+
+def verification_terms(ctx: Context, target: str) -> dict[str, Any]:
+    """The keyword arguments of `activitypub.signatures.verify_request*`: behind a proxy,
+    signatures cover the public host and URL (the base URL's), not the socket's."""
+    settings = ctx.settings
+    return {
+        "clock": lambda: ctx.clock().timestamp(),
+        "host_override": settings.host,
+        "target_uri": settings.base_url + target,
+        "scheme": settings.base_url.split(":", 1)[0],
+    }
