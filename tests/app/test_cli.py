@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,23 +10,8 @@ from sqlalchemy import func, select
 
 from fediverse_stories.db.engine import make_engine
 from fediverse_stories.db.models import Account, Actor
+from tests.support.cli import assert_one_line_failure, run
 from tests.support.databases import DatabaseTemplates
-
-COMMAND = str(Path(sys.executable).with_name("fediverse-stories"))
-
-
-def run(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("FEDIVERSE_STORIES_")}
-    full_env.update(env)
-    return subprocess.run(
-        [COMMAND, *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=full_env,
-        timeout=120,
-        check=False,
-    )
 
 
 async def counts(database_url: str) -> tuple[int, int]:
@@ -45,21 +27,6 @@ async def counts(database_url: str) -> tuple[int, int]:
     finally:
         await engine.dispose()
     return actors, accounts
-
-
-@pytest.fixture
-async def operator_env(database_templates: DatabaseTemplates, tmp_path: Path) -> dict[str, str]:
-    url = await database_templates.new_database("http://a.test")
-    return database_templates.settings_environ("http://a.test", url, tmp_path / "data")
-
-
-def assert_one_line_failure(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
-    assert result.returncode != 0, result
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("fediverse-stories: ")
-    for fragment in fragments:
-        assert fragment in lines[0]
 
 
 async def test_init_creates_the_admin_once_and_is_idempotent(

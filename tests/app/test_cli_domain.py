@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
-import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,44 +16,15 @@ from fediverse_stories.context import Context
 from fediverse_stories.db.models import DomainPolicy
 from fediverse_stories.services import domains
 from fediverse_stories.settings import Settings
+from tests.support.cli import assert_one_line_failure, run
 from tests.support.databases import DatabaseTemplates
 
-COMMAND = str(Path(sys.executable).with_name("fediverse-stories"))
 T = TypeVar("T")
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
 
-def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("FEDIVERSE_STORIES_")}
-    full_env.update(env)
-    return subprocess.run(
-        [COMMAND, *args],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        env=full_env,
-        timeout=120,
-        check=False,
-    )
-
-
 async def domain(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return await asyncio.to_thread(run, env, "domain", *args)
-
-
-def assert_one_line_failure(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
-    assert result.returncode != 0, result
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("fediverse-stories: ")
-    for fragment in fragments:
-        assert fragment in lines[0]
-
-
-@pytest.fixture
-async def operator_env(database_templates: DatabaseTemplates, tmp_path: Path) -> dict[str, str]:
-    url = await database_templates.new_database("http://a.test")
-    return database_templates.settings_environ("http://a.test", url, tmp_path / "data")
 
 
 async def with_context(env: dict[str, str], work: Callable[[Context], Awaitable[T]]) -> T:
