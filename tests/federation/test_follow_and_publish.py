@@ -12,23 +12,12 @@ from fediverse_stories.db.models import Follow, FollowState, InboxActivity, Role
 from fediverse_stories.services import follows, publishing
 from fediverse_stories.services.accounts import create_account
 from fediverse_stories.services.stories import StoryDraft
-from tests.support.instances import Instance, InstanceFactory
+from tests.support.instances import Instance, InstanceFactory, settle
 
 
 async def add_user(instance: Instance, name: str, role: Role = Role.AUTHOR) -> None:
     async with instance.ctx.sessions.begin() as session:
         await create_account(session, instance.ctx, name, "a-good-password", role=role)
-
-
-async def settle(*instances: Instance) -> None:
-    """Run every instance's worker until no instance has work left."""
-    for _ in range(10):
-        ran = 0
-        for instance in instances:
-            ran += await instance.run_worker()
-        if ran == 0:
-            return
-    raise AssertionError("the instances did not settle")
 
 
 async def follow_state(instance: Instance) -> list[FollowState]:

@@ -9,7 +9,7 @@ from fediverse_stories.outbound import store as outbound
 from fediverse_stories.services import follows
 from fediverse_stories.services.accounts import create_account
 from fediverse_stories.services.actors import local_actor
-from tests.support.instances import Instance, InstanceFactory
+from tests.support.instances import Instance, InstanceFactory, settle
 
 
 async def add_user(instance: Instance, name: str, *, manual: bool = False) -> None:
@@ -17,13 +17,6 @@ async def add_user(instance: Instance, name: str, *, manual: bool = False) -> No
         await create_account(
             session, instance.ctx, name, "a-good-password", role=Role.AUTHOR, manual_approval=manual
         )
-
-
-async def settle(*instances: Instance) -> None:
-    for _ in range(10):
-        if sum([await i.run_worker() for i in instances]) == 0:
-            return
-    raise AssertionError("the instances did not settle")
 
 
 async def states(instance: Instance) -> list[FollowState]:

@@ -21,7 +21,7 @@ from fediverse_stories.db.models import (
 from fediverse_stories.services import comments, follows, publishing
 from fediverse_stories.services.accounts import create_account
 from fediverse_stories.services.stories import StoryDraft
-from tests.support.instances import Instance, InstanceFactory
+from tests.support.instances import Instance, InstanceFactory, settle
 from tests.support.mastodon import MastodonRemote
 
 AMINA = "http://a.test/users/amina"
@@ -30,13 +30,6 @@ AMINA = "http://a.test/users/amina"
 async def add_user(instance: Instance, name: str, role: Role = Role.MEMBER) -> None:
     async with instance.ctx.sessions.begin() as session:
         await create_account(session, instance.ctx, name, "a-good-password", role=role)
-
-
-async def settle(*instances: Instance) -> None:
-    for _ in range(20):
-        if sum([await i.run_worker() for i in instances]) == 0:
-            return
-    raise AssertionError("the instances did not settle")
 
 
 async def story_on(instance: Instance, uri: str) -> Story:

@@ -61,6 +61,15 @@ class Instance:
         return await Worker(self.ctx).run_until_idle()
 
 
+async def settle(*instances: Instance, rounds: int = 20) -> None:
+    """Run every instance's worker until no instance has work left (one's deliveries are the
+    next one's inbox jobs, so several rounds)."""
+    for _ in range(rounds):
+        if sum([await instance.run_worker() for instance in instances]) == 0:
+            return
+    raise AssertionError("the instances did not settle")
+
+
 class InstanceFactory:
     def __init__(self, templates: DatabaseTemplates, directory: Path) -> None:
         self.templates = templates
