@@ -195,12 +195,7 @@ async def pending(ctx: Context) -> list[tuple[Comment, Story]]:
 async def approve(ctx: Context, url: str) -> Comment:
     """Show a held comment, Accept it to its author's server, and forward it to the thread."""
     async with ctx.sessions.begin() as session:
-        comment = await _comment_by_url(session, ctx, url)
-        if comment.state != CommentState.PENDING:
-            raise Invalid(f"the comment is {comment.state.value}, not pending")
-        story = await session.get(Story, comment.story_id)
-        author = await session.get(Actor, comment.author_id)
-        assert story is not None and author is not None
+        comment, story, author = await _pending(session, ctx, url)
         comment.state = CommentState.VISIBLE
         if comment.local and comment.activity_raw:
             parent = await session.get(Comment, comment.parent_id) if comment.parent_id else None
@@ -216,15 +211,21 @@ async def approve(ctx: Context, url: str) -> Comment:
 async def reject(ctx: Context, url: str) -> Comment:
     """Refuse a held comment: it is never shown, and a Reject goes to its author's server."""
     async with ctx.sessions.begin() as session:
-        comment = await _comment_by_url(session, ctx, url)
-        if comment.state != CommentState.PENDING:
-            raise Invalid(f"the comment is {comment.state.value}, not pending")
-        story = await session.get(Story, comment.story_id)
-        author = await session.get(Actor, comment.author_id)
-        assert story is not None and author is not None
+        comment, story, author = await _pending(session, ctx, url)
         comment.state = CommentState.REJECTED
         await _answer_replier(session, ctx, story, author, str(comment.uri), "Reject")
         return comment
+
+
+async def _pending(session: AsyncSession, ctx: Context, url: str) -> tuple[Comment, Story, Actor]:
+    """The held comment at `url` with its story and author; Invalid if it is not held."""
+    comment = await _comment_by_url(session, ctx, url)
+    if comment.state != CommentState.PENDING:
+        raise Invalid(f"the comment is {comment.state.value}, not pending")
+    story = await session.get(Story, comment.story_id)
+    author = await session.get(Actor, comment.author_id)
+    assert story is not None and author is not None
+    return comment, story, author
 
 
 async def remove(ctx: Context, url: str) -> Comment:
