@@ -28,6 +28,7 @@ Handler = Callable[[Context, dict[str, Any]], Awaitable[None]]
 MAX_ATTEMPTS = 16
 # Jobs for one remote host that one worker runs at once (deliveries to one slow peer).
 HOST_CONCURRENCY = 4
+PURGE_INTERVAL_SECONDS = 3600
 
 
 class RetryLater(Exception):
@@ -105,6 +106,8 @@ class Worker:
         total = 0
         idle_sleep = self.ctx.settings.worker_idle_sleep_seconds
         renewer = asyncio.create_task(self._renew_leases(running))
+        # A long-running worker also keeps the queue's table from growing without end.
+        sweeper = asyncio.create_task(self._purge_finished()) if stop is not None else None
         try:
             while True:
                 stopping = stop is not None and stop.is_set()
@@ -157,9 +160,22 @@ class Worker:
                 if running:
                     await self._drain(running)
             finally:
-                renewer.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await renewer
+                for helper in (renewer, sweeper):
+                    if helper is not None:
+                        helper.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await helper
+
+    async def _purge_finished(self) -> None:
+        """At start and then every hour, delete jobs done more than the kept days ago."""
+        while True:
+            try:
+                purged = await queue.purge_done(self.ctx)
+                if purged:
+                    log.info("purged %d finished jobs", purged)
+            except Exception:  # a database hiccup: the next round tries again
+                log.exception("purging finished jobs failed")
+            await asyncio.sleep(PURGE_INTERVAL_SECONDS)
 
     async def _renew_leases(self, running: dict[asyncio.Task[None], Job]) -> None:
         """Every third of the lease, extend the leases of the jobs in hand: only a worker that
