@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, or_, select, update
+from sqlalchemy import Table, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -244,28 +244,3 @@ async def pending_count(ctx: Context) -> int:
             .where(Job.state.in_([JobState.QUEUED, JobState.CLAIMED]))
         )
         return int((await session.execute(query)).scalar_one())
-
-
-PURGE_BATCH = 5_000
-
-
-async def purge_done(ctx: Context) -> int:
-    """Delete jobs that finished well (state done) more than `done_jobs_kept_days` ago; the
-    number deleted. Failed jobs stay: they are the record of what never arrived, and few. In
-    batches, so no transaction holds the lock for long (a fan-out leaves thousands)."""
-    cutoff = ctx.clock() - timedelta(days=ctx.settings.done_jobs_kept_days)
-    total = 0
-    while True:
-        async with ctx.sessions.begin() as session:
-            old = (
-                select(Job.id)
-                .where(Job.state == JobState.DONE, Job.finished_at < cutoff)
-                .limit(PURGE_BATCH)
-            )
-            result = await session.execute(
-                delete(Job).where(Job.id.in_(old)).execution_options(synchronize_session=False)
-            )
-        deleted = int(getattr(result, "rowcount", 0) or 0)
-        total += deleted
-        if deleted < PURGE_BATCH:
-            return total

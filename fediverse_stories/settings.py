@@ -53,6 +53,7 @@ class Settings:
     worker_idle_sleep_seconds: float = 1.0
     worker_stop_grace_seconds: float = 20.0
     done_jobs_kept_days: int = 7
+    processed_activities_kept_days: int = 7
     fetch_timeout_seconds: float = 10.0
     extra: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -155,6 +156,7 @@ class Settings:
             worker_idle_sleep_seconds=number("WORKER_IDLE_SLEEP_SECONDS", 1.0),
             worker_stop_grace_seconds=number("WORKER_STOP_GRACE_SECONDS", 20.0),
             done_jobs_kept_days=integer("DONE_JOBS_KEPT_DAYS", 7, 1) or 7,
+            processed_activities_kept_days=integer("PROCESSED_ACTIVITIES_KEPT_DAYS", 7, 1) or 7,
             fetch_timeout_seconds=number("FETCH_TIMEOUT_SECONDS", 10.0),
             extra={k: v for k, v in environ.items() if k.startswith(PREFIX)},
         )

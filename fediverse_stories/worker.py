@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from fediverse_stories import queue
+from fediverse_stories import queue, retention
 from fediverse_stories.context import Context
 from fediverse_stories.db.models import Job
 
@@ -167,14 +167,14 @@ class Worker:
                             await helper
 
     async def _purge_finished(self) -> None:
-        """At start and then every hour, delete jobs done more than the kept days ago."""
+        """At start and then every hour, delete finished work past keeping (retention.py)."""
         while True:
             try:
-                purged = await queue.purge_done(self.ctx)
-                if purged:
-                    log.info("purged %d finished jobs", purged)
+                purged = await retention.purge(self.ctx)
+                if any(purged.values()):
+                    log.info("purged %s", ", ".join(f"{n} {kind}" for kind, n in purged.items()))
             except Exception:  # a database hiccup: the next round tries again
-                log.exception("purging finished jobs failed")
+                log.exception("purging finished work failed")
             await asyncio.sleep(PURGE_INTERVAL_SECONDS)
 
     async def _renew_leases(self, running: dict[asyncio.Task[None], Job]) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -132,46 +131,3 @@ async def test_unknown_job_kinds_are_given_up_with_a_reason(instances: InstanceF
     failed = await job(instance.ctx, job_id)
     assert failed.state == JobState.FAILED
     assert failed.last_error == "no handler for job kind 'no-such-kind'"
-
-
-async def test_done_jobs_are_purged_after_the_kept_days_and_failed_ones_stay(
-    instances: InstanceFactory,
-) -> None:
-    clock = Clock()
-    instance = await instances.start("http://a.test", clock=clock)
-    ctx = instance.ctx
-    ids = {name: await add_job(ctx, "record", {"name": name}) for name in ("old", "new", "bad")}
-    queued = await add_job(ctx, "record", {"name": "queued"})
-    finished = {
-        "old": (JobState.DONE, clock.now - timedelta(days=8)),
-        "new": (JobState.DONE, clock.now - timedelta(days=6)),
-        "bad": (JobState.FAILED, clock.now - timedelta(days=30)),
-    }
-    async with ctx.sessions.begin() as session:
-        for name, (state, at) in finished.items():
-            row = await session.get(Job, ids[name])
-            assert row is not None
-            row.state, row.finished_at = state, at
-
-    assert await queue.purge_done(ctx) == 1  # the default keeps 7 days
-    async with ctx.sessions() as session:
-        left = set((await session.execute(select(Job.id))).scalars())
-    assert ids["old"] not in left
-    assert {ids["new"], ids["bad"], queued} <= left
-
-    # A running worker purges on its own, at start.
-    clock.now += timedelta(days=2)  # "new" is now 8 days old
-    stop = asyncio.Event()
-    running = asyncio.create_task(Worker(ctx, handlers={}).run_forever(stop))
-    try:
-        for _ in range(100):
-            async with ctx.sessions() as session:
-                if await session.get(Job, ids["new"]) is None:
-                    break
-            await asyncio.sleep(0.05)
-    finally:
-        stop.set()
-        await running
-    async with ctx.sessions() as session:
-        assert await session.get(Job, ids["new"]) is None
-        assert await session.get(Job, ids["bad"]) is not None
