@@ -395,6 +395,13 @@ def failure_in(session: Session, host: str, now: datetime) -> None:
     session.flush()
 
 
+def has_failures(
+    failures_since: int | None, unavailable: bool | None, failure_days: int | None
+) -> bool:
+    """A domain row with failures a verified request from it resets (None: no row)."""
+    return bool(failures_since or unavailable or failure_days)
+
+
 async def record_verified_request(session: AsyncSession, host: str, now: datetime) -> None:
     """A request from `host` passed signature verification: the domain is alive.
 
@@ -403,7 +410,7 @@ async def record_verified_request(session: AsyncSession, host: str, now: datetim
     """
     domain = normalise_domain(host)
     row = await session.get(Domain, domain)
-    if row is None or (row.failures_since == 0 and not row.unavailable and row.failure_days == 0):
+    if row is None or not has_failures(row.failures_since, row.unavailable, row.failure_days):
         return
     row = await _row(session, domain)
     _reset(row)

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.requests import ClientDisconnect, Request
@@ -22,9 +22,8 @@ from activitypub.errors import FetchError, ProtocolError, SignatureError, Signat
 from activitypub.keys import PublicKey, load_public_pem
 from activitypub.signatures import claimed_key_id, verify_request, verify_request_with_key
 from activitypub.vocab import id_of, media_type_is_activitystreams, primary_type
-from fediverse_stories import queue
 from fediverse_stories.context import Context
-from fediverse_stories.db.models import Actor, Domain, InboxActivity
+from fediverse_stories.db.models import Actor, Domain
 from fediverse_stories.inbound.origin import NEEDS_OBJECT, OriginError, check_origin
 from fediverse_stories.services import comments, domains, ratelimit
 from fediverse_stories.services.actors import local_actor
@@ -235,15 +234,7 @@ def _intake(
             pass  # the general path answers why
         else:
             if not reading.stored:
-                inbox_intake.store(
-                    connection,
-                    uri=activity["id"],
-                    kind=(primary_type(activity["type"], NEEDS_OBJECT) or "?")[:64],
-                    actor_uri=str(id_of(activity["actor"])),
-                    key_id=key_id,
-                    raw=body.decode("utf-8"),
-                    now=ctx.clock(),
-                )
+                inbox_intake.store(connection, activity, key_id, body, ctx.clock())
             return Intake(stored=True)
     # The general path's reading, through the ORM on the same connection and transaction.
     with Session(bind=connection, expire_on_commit=False) as session:
@@ -260,8 +251,8 @@ def _health_to_reset(health: Domain | None, actor: Actor) -> bool:
     (`domains.record_verified_request`). True also when the row read is not the actor's."""
     if health is None:
         return False
-    return health.domain != actor.domain or bool(
-        health.failures_since or health.unavailable or health.failure_days
+    return health.domain != actor.domain or domains.has_failures(
+        health.failures_since, health.unavailable, health.failure_days
     )
 
 
@@ -373,36 +364,16 @@ def _verify_with(ctx: Context, request: Request, body: bytes, key: PublicKey) ->
 
 
 async def _store(ctx: Context, activity: dict[str, Any], key_id: str, body: bytes) -> None:
+    """The general path's store: once, with its job, in one transaction (a replay is a no-op)."""
+
+    def step(connection: Connection) -> None:
+        if not inbox_intake.stored(connection, activity["id"], key_id):
+            inbox_intake.store(connection, activity, key_id, body, ctx.clock())
+
     try:
-        await ctx.in_one_hop(lambda session: _store_step(session, ctx, activity, key_id, body))
+        await ctx.on_connection(step)
     except IntegrityError:
         return  # the same activity raced in twice: one row, one effect
-
-
-def _store_step(
-    session: Session, ctx: Context, activity: dict[str, Any], key_id: str, body: bytes
-) -> None:
-    """One transaction: the dedupe read, then (only for a new activity) the row and its job."""
-    uri = activity["id"]
-    exists = session.execute(
-        select(InboxActivity.id).where(
-            InboxActivity.uri == uri, InboxActivity.signer_key_id == key_id
-        )
-    ).scalar_one_or_none()
-    if exists is not None:
-        return  # a retry or replay: already stored, already processed
-    actor = activity["actor"]
-    row = InboxActivity(
-        uri=uri,
-        type=(primary_type(activity["type"], NEEDS_OBJECT) or "?")[:64],
-        actor_uri=actor if isinstance(actor, str) else actor["id"],
-        signer_key_id=key_id,
-        raw=body.decode("utf-8"),
-        received_at=ctx.clock(),
-    )
-    session.add(row)
-    session.flush()
-    queue.enqueue(session, ctx, "inbox", {"id": row.id})
 
 
 routes = [

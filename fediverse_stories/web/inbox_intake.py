@@ -18,6 +18,7 @@ from sqlalchemy import BindParameter, Connection, bindparam, func, insert, liter
 from sqlalchemy.orm import aliased
 
 from activitypub.keys import PublicKey, load_public_pem
+from activitypub.vocab import id_of, primary_type
 from fediverse_stories.db.fast import FastStatement
 from fediverse_stories.db.models import (
     Actor,
@@ -27,6 +28,7 @@ from fediverse_stories.db.models import (
     InstanceValue,
     Job,
 )
+from fediverse_stories.inbound.origin import NEEDS_OBJECT
 from fediverse_stories.queue import new_job
 from fediverse_stories.services import domains
 from fediverse_stories.services.errors import Invalid
@@ -73,6 +75,12 @@ _READ = FastStatement(
     .limit(1)
 )
 
+_STORED = FastStatement(
+    select(InboxActivity.id).where(
+        InboxActivity.uri == bindparam("uri"), InboxActivity.signer_key_id == bindparam("key_id")
+    )
+)
+
 _INSERT_ACTIVITY = FastStatement(
     insert(InboxActivity).values(
         uri=bindparam("uri"),
@@ -109,8 +117,8 @@ def read(connection: Connection, key_host: str, key_id: str, activity_id: str) -
     domain, entries = covering
     params: dict[str, Any] = dict(entries)
     params.update(uri=activity_id, key_id=key_id)
-    (mode, blocked_by, allowed, seen, uri, pem, suspended, *health), *_ = (
-        _READ.rows(connection, params)
+    (mode, blocked_by, allowed, seen, uri, pem, suspended, *health), *_ = _READ.rows(
+        connection, params
     )
     refused = domains.verdict(
         domain,
@@ -125,29 +133,27 @@ def read(connection: Connection, key_host: str, key_id: str, activity_id: str) -
         actor_uri=uri,
         public_key_pem=pem,
         suspended=bool(suspended),
-        health_to_reset=bool(failures_since or unavailable or failure_days),
+        health_to_reset=domains.has_failures(failures_since, unavailable, failure_days),
     )
 
 
+def stored(connection: Connection, activity_id: str, key_id: str) -> bool:
+    """Whether this activity from this signer is already here (a retry or a replay)."""
+    return bool(_STORED.rows(connection, {"uri": activity_id, "key_id": key_id}))
+
+
 def store(
-    connection: Connection,
-    *,
-    uri: str,
-    kind: str,
-    actor_uri: str,
-    key_id: str,
-    raw: str,
-    now: datetime,
+    connection: Connection, activity: dict[str, Any], key_id: str, body: bytes, now: datetime
 ) -> None:
     """The new activity's row and the job that processes it, in the caller's transaction."""
     row_id = _INSERT_ACTIVITY.insert(
         connection,
         {
-            "uri": uri,
-            "type": kind,
-            "actor_uri": actor_uri,
+            "uri": activity["id"],
+            "type": (primary_type(activity["type"], NEEDS_OBJECT) or "?")[:64],
+            "actor_uri": str(id_of(activity["actor"])),
             "signer_key_id": key_id,
-            "raw": raw,
+            "raw": body.decode("utf-8"),
             "received_at": now,
         },
     )
