@@ -33,10 +33,10 @@ from .sigcore import (
     HeaderInput,
     Headers,
     KeyResolver,
+    Unsigned,
     VerifiedSignature,
     check_times,
     parse_http_date,
-    sign_bytes,
     verify_bytes,
 )
 
@@ -210,6 +210,31 @@ def sign_cavage(
 
     RSA keys sign `rsa-sha256` (what Mastodon expects), Ed25519 keys `hs2019`.
     """
+    unsigned = unsigned_cavage(
+        method,
+        path,
+        headers,
+        key_id=key_id,
+        private_key=private_key,
+        covered=covered,
+        created=created,
+        expires=expires,
+    )
+    return unsigned.sign_with(private_key)
+
+
+def unsigned_cavage(
+    method: str,
+    path: str,
+    headers: HeaderInput,
+    *,
+    key_id: str,
+    private_key: PrivateKey,
+    covered: Sequence[str] | None = None,
+    created: int | None = None,
+    expires: int | None = None,
+) -> Unsigned[str]:
+    """`sign_cavage` up to the private-key operation (the key only chooses the algorithm)."""
     view = Headers(headers)
     names = [name.lower() for name in (covered or default_covered(method, view))]
     is_rsa = isinstance(private_key, rsa.RSAPrivateKey)
@@ -218,7 +243,6 @@ def sign_cavage(
     text = signing_string(
         names, method=method, path=path, headers=view, created=created, expires=expires
     )
-    raw = sign_bytes(RSA_V1_5_SHA256 if is_rsa else ED25519, private_key, text.encode())
     key_id_quoted = key_id.replace("\\", "\\\\").replace('"', '\\"')
     parts = [f'keyId="{key_id_quoted}"', f'algorithm="{RSA_SHA256 if is_rsa else HS2019}"']
     if created is not None:
@@ -226,8 +250,11 @@ def sign_cavage(
     if expires is not None:
         parts.append(f"expires={expires}")
     parts.append(f'headers="{" ".join(names)}"')
-    parts.append(f'signature="{base64.b64encode(raw).decode("ascii")}"')
-    return ",".join(parts)
+
+    def finish(raw: bytes) -> str:
+        return ",".join([*parts, f'signature="{base64.b64encode(raw).decode("ascii")}"'])
+
+    return Unsigned(RSA_V1_5_SHA256 if is_rsa else ED25519, text.encode(), finish)
 
 
 def _header_value(view: Headers) -> str:
@@ -391,6 +418,7 @@ __all__ = [
     "parse_signature_header",
     "sign_cavage",
     "signing_string",
+    "unsigned_cavage",
     "verify_cavage",
     "verify_cavage_async",
 ]

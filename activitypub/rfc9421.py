@@ -45,11 +45,11 @@ from .sigcore import (
     HeaderInput,
     Headers,
     KeyResolver,
+    Unsigned,
     VerifiedSignature,
     algorithm_for_key,
     check_times,
     key_fits,
-    sign_bytes,
     verify_bytes,
 )
 
@@ -76,6 +76,35 @@ def sign_rfc9421(
     algorithm: str | None = None,
 ) -> tuple[str, str]:
     """`(Signature-Input, Signature)` header values for a request whose headers are set."""
+    unsigned = unsigned_rfc9421(
+        method,
+        headers,
+        target_uri=target_uri,
+        key_id=key_id,
+        private_key=private_key,
+        created=created,
+        components=components,
+        expires=expires,
+        label=label,
+        algorithm=algorithm,
+    )
+    return unsigned.sign_with(private_key)
+
+
+def unsigned_rfc9421(
+    method: str,
+    headers: HeaderInput,
+    *,
+    target_uri: str,
+    key_id: str,
+    private_key: PrivateKey,
+    created: int,
+    components: Sequence[str] | None = None,
+    expires: int | None = None,
+    label: str = "sig1",
+    algorithm: str | None = None,
+) -> Unsigned[tuple[str, str]]:
+    """`sign_rfc9421` up to the private-key operation (the key only chooses the algorithm)."""
     view = Headers(headers)
     algorithm = algorithm or algorithm_for_key(private_key)
     params: Params = {"created": created}
@@ -85,8 +114,11 @@ def sign_rfc9421(
     params["alg"] = algorithm
     sig_input = make_signature_input(label, components or default_components(method, view), params)
     ctx = build_context(method, view, target_uri=target_uri)
-    raw = sign_bytes(algorithm, private_key, signature_base(sig_input, ctx).encode())
-    return f"{label}={sig_input.serialized}", serialize_dictionary({label: Item(raw)})
+
+    def finish(raw: bytes) -> tuple[str, str]:
+        return f"{label}={sig_input.serialized}", serialize_dictionary({label: Item(raw)})
+
+    return Unsigned(algorithm, signature_base(sig_input, ctx).encode(), finish)
 
 
 def _check_policy(sig_input: SignatureInput, method: str, body: bytes) -> None:
@@ -298,6 +330,7 @@ __all__ = [
     "parse_signature_input",
     "sign_rfc9421",
     "signature_base",
+    "unsigned_rfc9421",
     "verify_rfc9421",
     "verify_rfc9421_async",
 ]

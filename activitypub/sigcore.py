@@ -10,7 +10,7 @@ import email.utils
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC
-from typing import Literal, TypeAlias
+from typing import Generic, Literal, TypeAlias, TypeVar
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -22,6 +22,7 @@ from .keys import PrivateKey, PublicKey
 Clock: TypeAlias = Callable[[], float]
 KeyResolver: TypeAlias = Callable[[str], Awaitable[PublicKey]]
 HeaderInput: TypeAlias = Mapping[str, str] | Iterable[tuple[str, str]]
+Signed = TypeVar("Signed")
 
 # Mastodon accepts a Date up to an hour away from its clock, either way.
 DEFAULT_WINDOW = 3600.0
@@ -119,6 +120,21 @@ def key_fits(algorithm: str, key: PublicKey) -> bool:
     if algorithm == ED25519:
         return isinstance(key, ed25519.Ed25519PublicKey)
     return isinstance(key, rsa.RSAPublicKey)
+
+
+@dataclass(frozen=True)
+class Unsigned(Generic[Signed]):
+    """A signature still to be made: the bytes to sign, the algorithm, and how the header
+    values follow from the signature. Splitting it so lets the private-key operation run
+    elsewhere (another process) while the headers are built here."""
+
+    algorithm: str
+    data: bytes
+    finish: Callable[[bytes], Signed]
+
+    def sign_with(self, key: PrivateKey) -> Signed:
+        """Sign here and now with `key`."""
+        return self.finish(sign_bytes(self.algorithm, key, self.data))
 
 
 def sign_bytes(algorithm: str, key: PrivateKey, data: bytes) -> bytes:

@@ -16,14 +16,14 @@ from typing import Literal, TypeAlias
 from .cavage import (
     BODY_METHODS,
     parse_signature_header,
-    sign_cavage,
+    unsigned_cavage,
     verify_cavage,
     verify_cavage_async,
 )
 from .digest import make_content_digest, make_digest, verify_content_digest, verify_digest
 from .errors import SignatureMalformed, SignatureMissing
 from .keys import PrivateKey, PublicKey
-from .rfc9421 import sign_rfc9421, verify_rfc9421, verify_rfc9421_async
+from .rfc9421 import unsigned_rfc9421, verify_rfc9421, verify_rfc9421_async
 from .rfc9421_base import parse_signature_input
 from .sigcore import (
     DEFAULT_WINDOW,
@@ -31,6 +31,7 @@ from .sigcore import (
     HeaderInput,
     Headers,
     KeyResolver,
+    Unsigned,
     VerifiedSignature,
     format_http_date,
 )
@@ -157,6 +158,34 @@ def sign_request_headers(
     the body when the method carries one or the body is not empty (`Digest` for Cavage,
     `Content-Digest` for RFC 9421), then the signature header(s).
     """
+    unsigned = unsigned_request_headers(
+        method,
+        url,
+        headers,
+        body,
+        key_id=key_id,
+        private_key=private_key,
+        mode=mode,
+        clock=clock,
+        covered=covered,
+    )
+    return unsigned.sign_with(private_key)
+
+
+def unsigned_request_headers(
+    method: str,
+    url: str,
+    headers: HeaderInput,
+    body: bytes,
+    *,
+    key_id: str,
+    private_key: PrivateKey,
+    mode: Mode = "cavage",
+    clock: Clock = time.time,
+    covered: Sequence[str] | None = None,
+) -> Unsigned[dict[str, str]]:
+    """`sign_request_headers` up to the private-key operation, which the caller may run
+    elsewhere (`Unsigned.finish` then gives the same headers)."""
     view = Headers(headers)
     parts = urllib.parse.urlsplit(url)
     added: dict[str, str] = {}
@@ -170,14 +199,18 @@ def sign_request_headers(
             added["Digest"] = make_digest(body)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         pairs = [*_pairs(headers), *added.items()]
-        added["Signature"] = sign_cavage(
+        cavage = unsigned_cavage(
             method, path, pairs, key_id=key_id, private_key=private_key, covered=covered
         )
-        return added
+
+        def with_signature(raw: bytes) -> dict[str, str]:
+            return {**added, "Signature": cavage.finish(raw)}
+
+        return Unsigned(cavage.algorithm, cavage.data, with_signature)
     if has_body and "content-digest" not in view:
         added["Content-Digest"] = make_content_digest(body)
     pairs = [*_pairs(headers), *added.items()]
-    signature_input, signature = sign_rfc9421(
+    rfc9421 = unsigned_rfc9421(
         method,
         pairs,
         target_uri=url,
@@ -186,9 +219,12 @@ def sign_request_headers(
         created=int(clock()),
         components=covered,
     )
-    added["Signature-Input"] = signature_input
-    added["Signature"] = signature
-    return added
+
+    def with_signatures(raw: bytes) -> dict[str, str]:
+        signature_input, signature = rfc9421.finish(raw)
+        return {**added, "Signature-Input": signature_input, "Signature": signature}
+
+    return Unsigned(rfc9421.algorithm, rfc9421.data, with_signatures)
 
 
 def _pairs(headers: HeaderInput) -> list[tuple[str, str]]:
@@ -207,6 +243,7 @@ __all__ = [
     "make_digest",
     "parse_signature_header",
     "sign_request_headers",
+    "unsigned_request_headers",
     "verify_content_digest",
     "verify_digest",
     "verify_request",

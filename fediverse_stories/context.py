@@ -21,8 +21,9 @@ from fediverse_stories.db.engine import (
     make_one_hop_sessionmaker,
     make_sessionmaker,
 )
-from fediverse_stories.http import make_client
+from fediverse_stories.http import SignedPoster, make_client
 from fediverse_stories.settings import Settings
+from fediverse_stories.signing_pool import SigningPool
 
 Clock = Callable[[], datetime]
 T = TypeVar("T")
@@ -40,6 +41,8 @@ class Context:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     http: httpx.AsyncClient
+    # Deliveries' signed POSTs, through the same guard and connections as `http`.
+    poster: SignedPoster
     clock: Clock = utc_now
     owns_http: bool = False
     # Loaded from the database at start-up (or the setting), shared by every process.
@@ -53,6 +56,8 @@ class Context:
     inline_sessions: sessionmaker[Session] | None = field(default=None, repr=False)
     one_hop_sessions: sessionmaker[Session] | None = field(default=None, repr=False)
     one_hop_thread: ThreadPoolExecutor | None = field(default=None, repr=False)
+    # Where our signatures are made when there are several cores (started on first use).
+    signing: SigningPool | None = field(default=None, repr=False)
 
     @classmethod
     def build(
@@ -62,13 +67,16 @@ class Context:
         engine = make_engine(settings.database_url)
         owns_http = http is None
         if http is None:
-            http = make_client(settings)
+            http, poster = make_client(settings)
+        else:
+            poster = SignedPoster(http)
         one_hop = make_one_hop_sessionmaker(settings.database_url)
         return cls(
             settings,
             engine,
             make_sessionmaker(engine),
             http,
+            poster,
             clock=clock,
             owns_http=owns_http,
             inline_sessions=make_one_hop_sessionmaker(settings.database_url, busy_timeout=0),
@@ -76,6 +84,7 @@ class Context:
             # One thread: SQLite has one writer, and steps queued behind each other beat
             # writers spinning in the busy handler.
             one_hop_thread=ThreadPoolExecutor(1, "db-one-hop") if one_hop else None,
+            signing=SigningPool(settings.signing_processes) if settings.signing_processes else None,
         )
 
     async def in_one_hop(self, step: Callable[[Session], T], *, inline: bool = False) -> T:
@@ -135,6 +144,8 @@ class Context:
         return slot
 
     async def close(self) -> None:
+        if self.signing is not None:
+            await self.signing.close()
         if self.owns_http:
             await self.http.aclose()
         await self.engine.dispose()

@@ -55,6 +55,8 @@ class Settings:
     done_jobs_kept_days: int = 7
     processed_activities_kept_days: int = 7
     fetch_timeout_seconds: float = 10.0
+    # Processes that make our signatures (signing_pool.py); 0 signs in the process itself.
+    signing_processes: int = 0
     extra: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -158,11 +160,25 @@ class Settings:
             done_jobs_kept_days=integer("DONE_JOBS_KEPT_DAYS", 7, 1) or 7,
             processed_activities_kept_days=integer("PROCESSED_ACTIVITIES_KEPT_DAYS", 7, 1) or 7,
             fetch_timeout_seconds=number("FETCH_TIMEOUT_SECONDS", 10.0),
+            signing_processes=_or_default(
+                integer("SIGNING_PROCESSES", default_signing_processes()),
+                default_signing_processes(),
+            ),
             extra={k: v for k, v in environ.items() if k.startswith(PREFIX)},
         )
         if problems:
             raise SettingsError(problems)
         return settings
+
+
+def default_signing_processes() -> int:
+    """One signing process per core this process may run on; none on a single core."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return cores if cores and cores > 1 else 0
+
+
+def _or_default(value: int | None, default: int) -> int:
+    return default if value is None else value
 
 
 USERNAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")

@@ -19,7 +19,7 @@ from typing import Any
 
 from fediverse_stories import queue, retention
 from fediverse_stories.context import Context
-from fediverse_stories.db.models import Job
+from fediverse_stories.queue import ClaimedJob
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ class Worker:
     async def _pump(self, *, stop: asyncio.Event | None, max_jobs: int | None) -> int:
         # A slot frees as soon as its job ends and is refilled at once: one slow peer holds one
         # slot, never a whole batch.
-        running: dict[asyncio.Task[None], Job] = {}
+        running: dict[asyncio.Task[None], ClaimedJob] = {}
         total = 0
         idle_sleep = self.ctx.settings.worker_idle_sleep_seconds
         renewer = asyncio.create_task(self._renew_leases(running))
@@ -113,7 +113,7 @@ class Worker:
                 stopping = stop is not None and stop.is_set()
                 if stopping:
                     return total
-                claimed: list[Job] = []
+                claimed: list[ClaimedJob] = []
                 free = self.concurrency - len(running)
                 # Claim in groups (a quarter of the slots at least) rather than after every
                 # job: each claim is a transaction, and a fan-out runs thousands of jobs.
@@ -177,7 +177,7 @@ class Worker:
                 log.exception("purging finished work failed")
             await asyncio.sleep(PURGE_INTERVAL_SECONDS)
 
-    async def _renew_leases(self, running: dict[asyncio.Task[None], Job]) -> None:
+    async def _renew_leases(self, running: dict[asyncio.Task[None], ClaimedJob]) -> None:
         """Every third of the lease, extend the leases of the jobs in hand: only a worker that
         died (or hangs) lets a lease expire, so only its jobs are taken over and run again."""
         interval = self.ctx.settings.job_lease_seconds / 3
@@ -189,7 +189,7 @@ class Worker:
             except Exception:  # a database hiccup: the next round tries again
                 log.exception("renewing job leases failed")
 
-    async def _drain(self, running: dict[asyncio.Task[None], Job]) -> None:
+    async def _drain(self, running: dict[asyncio.Task[None], ClaimedJob]) -> None:
         """Let jobs in hand finish within the stop grace; cancel and release the rest."""
         _, late = await asyncio.wait(set(running), timeout=self.stop_grace_seconds)
         for task in late:
@@ -205,7 +205,7 @@ class Worker:
             else:
                 log.info("released job %s (%s) unfinished at stop", job.id, job.kind)
 
-    async def _run(self, job: Job) -> None:
+    async def _run(self, job: ClaimedJob) -> None:
         handler = self.handlers.get(job.kind)
         if handler is None:
             await queue.give_up(self.ctx, job, f"no handler for job kind {job.kind!r}")
@@ -224,7 +224,7 @@ class Worker:
         else:
             await queue.finish(self.ctx, job)
 
-    async def _retry(self, job: Job, when: datetime, reason: str) -> None:
+    async def _retry(self, job: ClaimedJob, when: datetime, reason: str) -> None:
         if job.attempts >= MAX_ATTEMPTS:
             await queue.give_up(self.ctx, job, f"retries exhausted; last error: {reason}")
         else:

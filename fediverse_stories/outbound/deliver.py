@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -90,18 +91,17 @@ async def deliver(ctx: Context, payload: dict[str, Any]) -> None:
         raise GiveUp(f"not delivered: {prepared.refused}")
     actor, body = prepared.actor, prepared.body
     status: int | None
-    headers: httpx.Headers | dict[str, str]
+    headers: Mapping[str, str]
     async with ctx.host_slot(host, PER_HOST_CONCURRENCY):
         try:
             async with asyncio.timeout(ctx.settings.fetch_timeout_seconds):
-                response = await ctx.http.post(
+                answer = await ctx.poster.post(
                     inbox,
-                    content=body,
-                    headers={"Content-Type": ACTIVITY_JSON, "Accept": ACTIVITY_JSON},
-                    auth=auth_for(ctx, actor),
+                    body,
+                    auth_for(ctx, actor),
+                    {"Content-Type": ACTIVITY_JSON, "Accept": ACTIVITY_JSON},
                 )
-                await response.aclose()
-            status, headers = response.status_code, response.headers
+            status, headers = answer.status, answer.headers
         except AddressRefused as error:
             raise GiveUp(f"address refused: {error}") from None
         except (httpx.HTTPError, TimeoutError) as error:

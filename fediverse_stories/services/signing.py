@@ -21,9 +21,14 @@ def private_key(ctx: Context, actor: Actor) -> PrivateKey:
 
 
 def auth_for(ctx: Context, actor: Actor) -> HttpSignatureAuth:
-    assert actor.key_id is not None
+    assert actor.key_id is not None and actor.private_key_pem is not None
+    key = private_key(ctx, actor)
     return HttpSignatureAuth(
-        actor.key_id, private_key(ctx, actor), clock=lambda: ctx.clock().timestamp()
+        actor.key_id,
+        key,
+        clock=lambda: ctx.clock().timestamp(),
+        # With several cores the RSA operation runs in the signing pool, off this process.
+        sign_async=ctx.signing.signer(actor.private_key_pem, key) if ctx.signing else None,
     )
 
 
