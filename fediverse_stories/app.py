@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -96,13 +97,17 @@ def create_app(
     *,
     clock: Clock = utc_now,
     run_worker: bool = False,
+    server_process: bool = False,
 ) -> Starlette:
-    """One instance as an ASGI app; `run_worker` runs the background worker in-process."""
+    """One instance as an ASGI app; `run_worker` runs the background worker in-process;
+    `server_process` says the app owns its process (`serve`), not one app of many (tests)."""
     ctx = Context.build(settings, clock=clock, http=http_client)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await load_secret(ctx)
+        if server_process:
+            keep_startup_out_of_gc()
         worker_task: asyncio.Task[None] | None = None
         stop = asyncio.Event()
         if run_worker:
@@ -142,9 +147,17 @@ def create_app(
 
 def web_app_from_environ() -> Starlette:
     """`serve --workers N --no-worker`: the factory each uvicorn worker process calls."""
-    return create_app(Settings.from_environ())
+    return create_app(Settings.from_environ(), server_process=True)
 
 
 def app_with_worker_from_environ() -> Starlette:
     """`serve --workers N`: the factory each uvicorn worker process calls; each runs a worker."""
-    return create_app(Settings.from_environ(), run_worker=True)
+    return create_app(Settings.from_environ(), run_worker=True, server_process=True)
+
+
+def keep_startup_out_of_gc() -> None:
+    """Move everything alive after start-up (modules, SQLAlchemy's metadata and caches) out of
+    the collector's reach. A full collection scanned all of it: about 55 ms with the event loop
+    stopped, a few times a minute under a fan-out (BENCHMARKS.md, section 2)."""
+    gc.collect()
+    gc.freeze()

@@ -256,7 +256,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
         "log_level": "info",
     }
     if args.workers == 1:
-        uvicorn.run(create_app(settings, run_worker=not args.no_worker), **served)
+        app = create_app(settings, run_worker=not args.no_worker, server_process=True)
+        uvicorn.run(app, **served)
         return
     # Several processes share the listening socket; each builds its app from the environment
     # (the same settings), and everything they share lives in the database.
@@ -266,12 +267,14 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> None:
     from fediverse_stories import jobs  # noqa: F401 - registers the job handlers
+    from fediverse_stories.app import keep_startup_out_of_gc
     from fediverse_stories.worker import Worker
 
     async def work(ctx: Context) -> None:
         from fediverse_stories.services.instance import load_secret
 
         await load_secret(ctx)
+        keep_startup_out_of_gc()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

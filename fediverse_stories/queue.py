@@ -58,7 +58,7 @@ def new_job(
     }
 
 
-def _claimable(now: datetime) -> Any:
+def _claimable(now: Any) -> Any:
     jobs = cast(Table, Job.__table__)
     return or_(
         (jobs.c.state == JobState.QUEUED) & (jobs.c.run_at <= now),
@@ -87,6 +87,26 @@ _CLAIMED_COLUMNS = (
     _JOBS.c.host,
     _JOBS.c.claimed_by,
 )
+_DUE = (
+    select(_JOBS.c.id, _JOBS.c.host)
+    .where(_claimable(bindparam("now")))
+    .order_by(_JOBS.c.run_at, _JOBS.c.id)
+    .limit(bindparam("scan"))
+)
+# PostgreSQL: workers skip each other's candidates instead of waiting on them.
+_DUE_SKIP_LOCKED = _DUE.with_for_update(skip_locked=True)
+# The WHERE repeats the claimable test: on SQLite it is what makes the claim exclusive.
+_CLAIM = (
+    update(_JOBS)
+    .where(_JOBS.c.id.in_(bindparam("ids", expanding=True)), _claimable(bindparam("now")))
+    .values(
+        state=JobState.CLAIMED,
+        lease_until=bindparam("lease"),
+        claimed_by=bindparam("by"),
+        attempts=_JOBS.c.attempts + 1,
+    )
+    .returning(*_CLAIMED_COLUMNS)
+)
 
 
 async def claim(
@@ -107,34 +127,17 @@ async def claim(
     skip_locked = not ctx.settings.is_sqlite
     busy = busy_hosts or {}
 
-    # One step on a Core connection (a fan-out claims hundreds of times; the ORM's
-    # bookkeeping cost more than the two statements).
+    # One step on a Core connection, with statements built once (a fan-out claims hundreds
+    # of times; building the statements and the ORM's bookkeeping cost more than the SQL).
     def claim_on(connection: Connection) -> list[ClaimedJob]:
         scan = limit if per_host is None else limit * 4
-        query = (
-            select(_JOBS.c.id, _JOBS.c.host)
-            .where(_claimable(now))
-            .order_by(_JOBS.c.run_at, _JOBS.c.id)
-            .limit(scan)
-        )
-        if skip_locked:
-            query = query.with_for_update(skip_locked=True)
-        ids = _within_host_limits(
-            [(row[0], row[1]) for row in connection.execute(query)], limit, busy, per_host
-        )
+        due = _DUE_SKIP_LOCKED if skip_locked else _DUE
+        candidates = connection.execute(due, {"now": now, "scan": scan})
+        ids = _within_host_limits([(row[0], row[1]) for row in candidates], limit, busy, per_host)
         if not ids:
             return []
-        # The WHERE repeats the claimable test: on SQLite it is what makes the claim exclusive.
         claimed = connection.execute(
-            update(_JOBS)
-            .where(_JOBS.c.id.in_(ids), _claimable(now))
-            .values(
-                state=JobState.CLAIMED,
-                lease_until=lease_until,
-                claimed_by=worker_id,
-                attempts=_JOBS.c.attempts + 1,
-            )
-            .returning(*_CLAIMED_COLUMNS)
+            _CLAIM, {"ids": ids, "now": now, "lease": lease_until, "by": worker_id}
         )
         return [ClaimedJob(*row) for row in claimed]
 

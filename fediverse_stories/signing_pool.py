@@ -82,6 +82,14 @@ class SigningPool:
         self._paused_until = 0.0
         self._closed = False
 
+    async def start(self) -> None:
+        """Start the children now rather than at the first signature (a worker starting up:
+        its first deliveries then do not wait for the children's interpreters)."""
+        try:
+            await self._child()
+        except SigningUnavailable:
+            pass  # logged by the pool; signatures are made in-process meanwhile
+
     @property
     def pids(self) -> list[int]:
         """The process ids of the signing processes running now."""

@@ -67,7 +67,7 @@ class Worker:
         self,
         ctx: Context,
         *,
-        concurrency: int = 32,
+        concurrency: int = 64,
         handlers: dict[str, Handler] | None = None,
         stop_grace_seconds: float | None = None,
     ) -> None:
@@ -104,6 +104,8 @@ class Worker:
         # slot, never a whole batch.
         running: dict[asyncio.Task[None], ClaimedJob] = {}
         total = 0
+        if stop is not None and self.ctx.signing is not None:
+            await self.ctx.signing.start()  # a long-running worker will sign: be ready
         idle_sleep = self.ctx.settings.worker_idle_sleep_seconds
         renewer = asyncio.create_task(self._renew_leases(running))
         # A long-running worker also keeps the queue's table from growing without end.

@@ -6,11 +6,11 @@ import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import delete, select
+from sqlalchemy import Table, bindparam, delete, select
 from sqlalchemy.orm import Session
 
 from activitypub import delivery
@@ -20,7 +20,7 @@ from fediverse_stories.batching import GroupStep
 from fediverse_stories.context import Context
 from fediverse_stories.db.models import Activity, Actor, Follow
 from fediverse_stories.services import domains
-from fediverse_stories.services.signing import auth_for
+from fediverse_stories.services.signing import SigningActor, auth_for
 from fediverse_stories.worker import HOST_CONCURRENCY, GiveUp, RetryLater, job_handler
 
 PER_HOST_CONCURRENCY = HOST_CONCURRENCY  # also bounds run_once(), which claims without limits
@@ -31,8 +31,19 @@ class _Prepared:
     """What one delivery reads from the database before it sends."""
 
     body: bytes
-    actor: Actor
+    signer: SigningActor
     refused: str | None
+
+
+_ACTIVITIES = cast(Table, Activity.__table__)
+_ACTORS = cast(Table, Actor.__table__)
+# Built once (a fan-out prepares hundreds of batches): only the columns a delivery needs.
+_BODIES = select(_ACTIVITIES.c.id, _ACTIVITIES.c.actor_id, _ACTIVITIES.c.raw).where(
+    _ACTIVITIES.c.id.in_(bindparam("ids", expanding=True))
+)
+_SIGNERS = select(_ACTORS.c.id, _ACTORS.c.uri, _ACTORS.c.key_id, _ACTORS.c.private_key_pem).where(
+    _ACTORS.c.id.in_(bindparam("ids", expanding=True))
+)
 
 
 def _prepare_all(session: Session, wanted: list[tuple[int, str]]) -> list[_Prepared | Exception]:
@@ -40,14 +51,12 @@ def _prepare_all(session: Session, wanted: list[tuple[int, str]]) -> list[_Prepa
     or unavailable. Four queries for the whole batch, whatever its size."""
     activities = {
         row.id: row
-        for row in session.scalars(
-            select(Activity).where(Activity.id.in_({activity for activity, _ in wanted}))
-        )
+        for row in session.execute(_BODIES, {"ids": sorted({activity for activity, _ in wanted})})
     }
-    actors = {
-        actor.id: actor
-        for actor in session.scalars(
-            select(Actor).where(Actor.id.in_({row.actor_id for row in activities.values()}))
+    signers = {
+        row.id: SigningActor(*row)
+        for row in session.execute(
+            _SIGNERS, {"ids": sorted({row.actor_id for row in activities.values()})}
         )
     }
     bodies = {activity_id: row.raw.encode() for activity_id, row in activities.items()}
@@ -63,7 +72,7 @@ def _prepare_all(session: Session, wanted: list[tuple[int, str]]) -> list[_Prepa
         reason = refused[host]
         if reason is None and host in unavailable:
             reason = f"{host} failed on 7 distinct days and is marked unavailable"
-        prepared.append(_Prepared(bodies[activity_id], actors[row.actor_id], reason))
+        prepared.append(_Prepared(bodies[activity_id], signers[row.actor_id], reason))
     return prepared
 
 
@@ -89,7 +98,7 @@ async def deliver(ctx: Context, payload: dict[str, Any]) -> None:
     prepared = await _prepare.run(ctx, (int(payload["activity"]), host))
     if prepared.refused:
         raise GiveUp(f"not delivered: {prepared.refused}")
-    actor, body = prepared.actor, prepared.body
+    signer, body = prepared.signer, prepared.body
     status: int | None
     headers: Mapping[str, str]
     async with ctx.host_slot(host, PER_HOST_CONCURRENCY):
@@ -98,7 +107,7 @@ async def deliver(ctx: Context, payload: dict[str, Any]) -> None:
                 answer = await ctx.poster.post(
                     inbox,
                     body,
-                    auth_for(ctx, actor),
+                    auth_for(ctx, signer),
                     {"Content-Type": ACTIVITY_JSON, "Accept": ACTIVITY_JSON},
                 )
             status, headers = answer.status, answer.headers

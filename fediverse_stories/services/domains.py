@@ -25,10 +25,10 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import cast
+from typing import Any, cast
 
 import httpx
-from sqlalchemy import Table, select
+from sqlalchemy import Connection, Table, bindparam, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -149,10 +149,9 @@ async def get_mode(session: AsyncSession) -> FederationMode:
     return await session.run_sync(mode_in)
 
 
-def mode_in(session: Session) -> FederationMode:
+def mode_in(session: Session | Connection) -> FederationMode:
     """The federation mode, read in a synchronous session (the inbox's one-hop step)."""
-    row = session.get(InstanceValue, FEDERATION_MODE)
-    return mode_from(row.value if row is not None else None)
+    return mode_from(session.execute(_MODE).scalar_one_or_none())
 
 
 def mode_from(stored: str | None) -> FederationMode:
@@ -244,7 +243,7 @@ def refusal(session: Session, host: str) -> str | None:
     return refusals(session, [host])[host]
 
 
-def refusals(session: Session, hosts: Iterable[str]) -> dict[str, str | None]:
+def refusals(session: Session | Connection, hosts: Iterable[str]) -> dict[str, str | None]:
     """`refusal` for many hosts at once (a batch of deliveries), in two queries whatever their
     number: the entries that could cover any of them, and the mode."""
     reasons: dict[str, str | None] = {}
@@ -277,16 +276,26 @@ def verdict(domain: str, blocked_by: str | None, allowed: bool, allowlist: bool)
     return None
 
 
-def _policies_in(session: Session, entries: set[str]) -> dict[str, DomainPolicy]:
+def _policies_in(session: Session | Connection, entries: set[str]) -> dict[str, DomainPolicy]:
     """The policy of each of `entries` that has one."""
     if not entries:
         return {}
-    rows = session.execute(
-        select(Domain.domain, Domain.policy).where(
-            Domain.domain.in_(sorted(entries)), Domain.policy != DomainPolicy.NONE
-        )
-    )
+    rows = session.execute(_POLICIES, {"entries": sorted(entries)})
     return {name: DomainPolicy(policy) for name, policy in rows.all()}
+
+
+# Built once: every batch of deliveries runs them, and building a statement cost more than
+# running it.
+_DOMAINS = cast(Table, Domain.__table__)
+_POLICIES = select(_DOMAINS.c.domain, _DOMAINS.c.policy).where(
+    _DOMAINS.c.domain.in_(bindparam("entries", expanding=True)),
+    _DOMAINS.c.policy != DomainPolicy.NONE,
+)
+_UNAVAILABLE = select(_DOMAINS.c.domain).where(
+    _DOMAINS.c.domain.in_(bindparam("domains", expanding=True)), _DOMAINS.c.unavailable.is_(True)
+)
+_VALUES = cast(Table, InstanceValue.__table__)
+_MODE = select(_VALUES.c.value).where(_VALUES.c.key == FEDERATION_MODE)
 
 
 # --- health ------------------------------------------------------------------------------------
@@ -353,14 +362,7 @@ def successes_in(session: Session, successes: Iterable[tuple[str, datetime]]) ->
             latest[domain] = now
     if not latest:
         return
-    dialect = session.get_bind().dialect.name
-    table = cast(Table, Domain.__table__)  # Core: the ORM's bulk path cost more than the SQL
-    insert = pg_insert(table) if dialect == "postgresql" else sqlite_insert(table)
-    healthy = {"failures_since": 0, "failure_days": 0, "first_failure_at": None}
-    statement = insert.on_conflict_do_update(
-        index_elements=["domain"],
-        set_={"last_success_at": insert.excluded.last_success_at, **healthy, "unavailable": False},
-    )
+    statement = _success_upsert(session.get_bind().dialect.name)
     session.connection().execute(
         statement,
         [
@@ -368,11 +370,24 @@ def successes_in(session: Session, successes: Iterable[tuple[str, datetime]]) ->
                 "domain": domain,
                 "policy": DomainPolicy.NONE,
                 "last_success_at": now,
-                **healthy,
+                **_HEALTHY,
                 "unavailable": False,
             }
             for domain, now in sorted(latest.items())
         ],
+    )
+
+
+_HEALTHY = {"failures_since": 0, "failure_days": 0, "first_failure_at": None}
+
+
+@functools.cache
+def _success_upsert(dialect: str) -> Any:
+    """The upsert `successes_in` runs, built once per dialect."""
+    insert = pg_insert(_DOMAINS) if dialect == "postgresql" else sqlite_insert(_DOMAINS)
+    return insert.on_conflict_do_update(
+        index_elements=["domain"],
+        set_={"last_success_at": insert.excluded.last_success_at, **_HEALTHY, "unavailable": False},
     )
 
 
@@ -436,7 +451,7 @@ def unavailable_in(session: Session, host: str) -> bool:
     return row is not None and row.unavailable
 
 
-def unavailable_among(session: Session, hosts: Iterable[str]) -> set[str]:
+def unavailable_among(session: Session | Connection, hosts: Iterable[str]) -> set[str]:
     """The hosts among `hosts` that `is_unavailable` (a batch of deliveries), in one query."""
     domains: dict[str, str] = {}
     for host in hosts:
@@ -446,11 +461,7 @@ def unavailable_among(session: Session, hosts: Iterable[str]) -> set[str]:
             continue
     if not domains:
         return set()
-    found = session.execute(
-        select(Domain.domain).where(
-            Domain.domain.in_(sorted(set(domains.values()))), Domain.unavailable.is_(True)
-        )
-    )
+    found = session.execute(_UNAVAILABLE, {"domains": sorted(set(domains.values()))})
     unavailable = set(found.scalars())
     return {host for host, domain in domains.items() if domain in unavailable}
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from activitypub.auth import HttpSignatureAuth
 from activitypub.keys import PrivateKey, load_private_pem
 from fediverse_stories.context import Context
@@ -9,7 +11,19 @@ from fediverse_stories.db.models import Actor
 from fediverse_stories.services.actors import INSTANCE_ACTOR_USERNAME, local_actor
 
 
-def private_key(ctx: Context, actor: Actor) -> PrivateKey:
+class SigningActor(NamedTuple):
+    """The columns of a local actor that signing needs (a delivery reads only these)."""
+
+    id: int
+    uri: str
+    key_id: str | None
+    private_key_pem: str | None
+
+
+Signer = Actor | SigningActor
+
+
+def private_key(ctx: Context, actor: Signer) -> PrivateKey:
     key = ctx.private_keys.get(actor.id)
     if key is None:
         if not actor.private_key_pem:
@@ -20,7 +34,7 @@ def private_key(ctx: Context, actor: Actor) -> PrivateKey:
     return key
 
 
-def auth_for(ctx: Context, actor: Actor) -> HttpSignatureAuth:
+def auth_for(ctx: Context, actor: Signer) -> HttpSignatureAuth:
     assert actor.key_id is not None and actor.private_key_pem is not None
     key = private_key(ctx, actor)
     return HttpSignatureAuth(

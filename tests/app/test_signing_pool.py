@@ -54,6 +54,10 @@ async def test_a_signing_process_killed_mid_burst_costs_no_signature(
         got = await asyncio.gather(*burst)
         assert got == [sign_bytes(RSA_V1_5_SHA256, key, f"{i}".encode()) for i in range(400)]
         assert victim not in pool.pids
+        for _ in range(100):  # logged once the victim is reaped, just after its callers are told
+            if "a signing process ended (exit status -9)" in caplog.text:
+                break
+            await asyncio.sleep(0.02)
         assert "a signing process ended (exit status -9); signing in-process" in caplog.text
         await asyncio.sleep(0.3)  # past the pause: the next signature starts a new child
         await sign(RSA_V1_5_SHA256, b"again")
