@@ -50,6 +50,13 @@ def memory_section(results: dict[str, Any]) -> str:
         f"Highest: {worst:.0f} MB: {'met' if worst <= 150 else '**missed**'}.",
         "",
     ]
+    helpers = results.get("fanout", {}).get("signing_hwm_mb")
+    if helpers:
+        lines += [
+            f"Beside it, each of the fan-out's signing processes (children of `serve`, "
+            f"FEDIVERSE_STORIES_SIGNING_PROCESSES) peaked at {helpers:.0f} MB at most.",
+            "",
+        ]
     return "\n".join(lines)
 
 

@@ -4,11 +4,11 @@ The instance's author gets 10,000 remote followers inserted straight into its da
 each of 1,000 loopback "instances" (host:port pairs served by bench/fanout_sink.py, which
 verifies every signature and counts receipts per instance and activity id); each follower has
 the instance's shared inbox, so one publish expands into 1,000 delivery jobs. The app side is
-`serve` with its in-process worker, timed from the Create's `created_at` (stored in the publish
-transaction) to the last receipt at the sinks. The bare side is bench/bare_fanout.py, signing
-and POSTing the same body to the same inboxes with aiohttp in one process per core, timed from
-its common start to the last receipt. Variants run the app's Worker with other transports or
-more processes (bench/fanout_worker.py).
+`serve` with its in-process worker, warmed up by one untimed fan-out, then timed from the
+Create's `created_at` (stored in the publish transaction) to the last receipt at the sinks. The
+bare side is bench/bare_fanout.py, signing and POSTing the same body to the same inboxes with
+aiohttp in one process per core, timed from its common start to the last receipt. Variants run
+the app's Worker with one part changed (bench/fanout_worker.py).
 """
 
 from __future__ import annotations
@@ -51,14 +51,24 @@ WAIT_SECONDS = 120
 GRACE_SECONDS = 0.5  # after the last expected receipt: time for a duplicate to show up
 SIGN_SECONDS = 1.0
 
-# (name, what it is, bench.fanout_worker --transport, its --concurrency, processes)
+# Idle keep-alive connections from a warm-up round expire after this (httpx.Limits' default
+# keepalive_expiry, which the app's aiohttp pool is built with): the timed round then opens
+# every connection anew, as the bare script does.
+KEEPALIVE_SECONDS = 5.5
+
+# (name, what it is, bench.fanout_worker --client, its --concurrency, signing processes)
 Variant = tuple[str, str, str, int, int]
 VARIANTS: list[Variant] = [
-    ("httpx", "httpx's own transport (the app before), 32 jobs at once", "httpx", 32, 1),
-    ("aiohttp-16", "httpx-aiohttp transport, 16 jobs at once (the app before)", "aiohttp", 16, 1),
-    ("aiohttp", "httpx-aiohttp transport (the app's now), 32 jobs at once", "aiohttp", 32, 1),
-    ("aiohttp-64", "httpx-aiohttp transport, 64 jobs at once", "aiohttp", 64, 1),
-    ("aiohttp-2p", "httpx-aiohttp transport, 2 worker processes x 32 jobs", "aiohttp", 32, 2),
+    ("worker", "the app's delivery path as it is, in a `worker` process", "own", 64, CORES),
+    ("httpx", "deliveries through httpx's request layer (the app before)", "httpx", 64, CORES),
+    (
+        "sign-here",
+        "signatures made in the worker process itself (0 signing processes)",
+        "own",
+        64,
+        0,
+    ),
+    ("32-jobs", "32 jobs at once (the default before)", "own", 32, CORES),
 ]
 
 PARAGRAPH = (
@@ -308,6 +318,16 @@ def exactly_once(result: dict[str, Any]) -> bool:
     )
 
 
+def warm_up(instance: Instance, the_sinks: Sinks, workdir: Path, title: str) -> None:
+    """One untimed fan-out through a just-started worker, so the timed one measures a running
+    instance (statements compiled, signing processes up), then the wait that lets its idle
+    connections expire."""
+    result = app_round(instance, the_sinks, workdir, title)
+    if not result["exactly_once"]:
+        raise RuntimeError(f"the warm-up fan-out did not arrive exactly once: {result}")
+    time.sleep(KEEPALIVE_SECONDS)
+
+
 def app_round(instance: Instance, the_sinks: Sinks, workdir: Path, title: str) -> dict[str, Any]:
     """Publish one story with the app's worker running; time it to the last receipt."""
     the_sinks.reset()
@@ -341,52 +361,53 @@ def bare_round(the_sinks: Sinks, spec: Path) -> dict[str, Any]:
 
 
 @contextmanager
-def variant_workers(
-    instance: Instance, transport: str, concurrency: int, processes: int
-) -> Iterator[list[int]]:
-    """`processes` bench.fanout_worker processes on the instance's database; their pids."""
-    with ExitStack() as stack:
-        pids = []
-        for i in range(processes):
-            process = subprocess.Popen(
-                [
-                    PY,
-                    "-m",
-                    "bench.fanout_worker",
-                    "--transport",
-                    transport,
-                    "--concurrency",
-                    str(concurrency),
-                ],
-                env=instance.environ(),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=open(instance.dir / f"worker-{i}.err", "ab"),
-                cwd=ROOT,
-            )
-            stack.callback(stop, process)
-            assert process.stdout is not None
-            if process.stdout.readline().strip() != b"ready":
-                raise RuntimeError(f"bench.fanout_worker exited with {process.wait()}")
-            pids.append(process.pid)
-        yield pids
+def variant_worker(
+    instance: Instance, client: str, concurrency: int, signing: int
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A bench.fanout_worker process on the instance's database (no other worker runs)."""
+    env = instance.environ()
+    env["FEDIVERSE_STORIES_SIGNING_PROCESSES"] = str(signing)
+    process = subprocess.Popen(
+        [PY, "-m", "bench.fanout_worker", "--client", client, "--concurrency", str(concurrency)],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=open(instance.dir / "worker.err", "ab"),
+        cwd=ROOT,
+    )
+    try:
+        assert process.stdout is not None
+        if process.stdout.readline().strip() != b"ready":
+            raise RuntimeError(f"bench.fanout_worker exited with {process.wait()}")
+        yield process
+    finally:
+        stop(process)
 
 
 def variant_round(
     instance: Instance, the_sinks: Sinks, workdir: Path, variant: Variant
 ) -> dict[str, Any]:
-    name, _, transport, concurrency, processes = variant
-    with variant_workers(instance, transport, concurrency, processes) as pids:
+    name, _, client, concurrency, signing = variant
+    with variant_worker(instance, client, concurrency, signing) as worker:
+        warm_up(instance, the_sinks, workdir, f"Variant {name} warm-up")
         result = app_round(instance, the_sinks, workdir, f"Variant {name}")
-        result["hwm_mb"] = max(vm_hwm_mb(pid) for pid in pids)
+        result["hwm_mb"] = vm_hwm_mb(worker.pid)
     return result
+
+
+def helpers_hwm_mb(pid: int) -> float:
+    """The largest peak RSS among a process's children (its signing processes)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return max((vm_hwm_mb(int(child)) for child in children), default=0.0)
 
 
 # --- the benchmark -------------------------------------------------------------------------
 
 
 def prepare(workdir: Path) -> dict[str, Any]:
-    instance = Instance(workdir, "fanout", worker_idle_sleep_seconds="0.05")
+    instance = Instance(
+        workdir, "fanout", worker_idle_sleep_seconds="0.05", signing_processes=str(CORES)
+    )
     instance.init()
     author = asyncio.run(_author(instance))
     key_file = workdir / "fanout-key.json"
@@ -417,8 +438,10 @@ def one_run(
 ) -> None:
     instance: Instance = prepared["instance"]
     with instance.serving() as serve:
+        warm_up(instance, the_sinks, workdir, f"Warm-up {run}")
         app = app_round(instance, the_sinks, workdir, f"Fan-out run {run}")
         out["serve_hwm_mb"] = max(out.get("serve_hwm_mb", 0.0), vm_hwm_mb(serve.pid))
+        out["signing_hwm_mb"] = max(out.get("signing_hwm_mb", 0.0), helpers_hwm_mb(serve.pid))
     body = app.pop("body")
     out["body_bytes"] = len(body.encode())
     spec = write_spec(workdir, prepared["author"], the_sinks.netlocs, body)
@@ -492,9 +515,13 @@ def section(r: dict[str, Any]) -> str:
         f"{r['body_bytes']:,} bytes. Every sink verifies every request (Cavage rsa-sha256 with "
         "the author's public key, Digest, the Host it was sent to) and counts receipts per "
         "instance and activity id. App: `fediverse-stories serve` with its in-process worker "
-        "(32 jobs at once, the default; idle poll shortened to 0.05 s so the wait before the "
-        "first claim is not measured), timed from the Create's `created_at` (stored in the "
-        "publish transaction, before its 1,000 jobs are written) to the last receipt. Bare: "
+        f"(64 jobs at once and {CORES} signing processes, the defaults here; idle poll "
+        "shortened to 0.05 s so the wait before the first claim is not measured). Each run "
+        "starts `serve`, sends one untimed fan-out (a running instance, not one just started), "
+        f"waits {KEEPALIVE_SECONDS} s for that round's idle connections to expire (so every "
+        "connection is opened anew, as the bare script's are), then publishes the timed story: "
+        "from the Create's `created_at` (stored in the publish transaction, before its 1,000 "
+        "jobs are written) to the last receipt. Bare: "
         f"bench/bare_fanout.py, {CORES} processes (one per core) signing the same body the same "
         f"way and POSTing it with aiohttp, {BARE_CONNECTIONS} requests in flight in total, timed "
         "from their common start to the last receipt. Both ends are read from the sinks' clock.",
@@ -519,12 +546,10 @@ def section(r: dict[str, Any]) -> str:
         "",
         "### Side by side",
         "",
-        "The app's own Worker and deliver job in bench/fanout_worker.py processes (the "
-        "instance's Context built as `fediverse-stories worker` builds it; only the guarded "
-        "client's inner transport, the Worker's jobs at once and the number of processes "
-        "chosen), same publish, same sinks, same runs. Two worker processes on one SQLite "
-        "file is not a supported setup (DESIGN.md: one in-process worker on SQLite); it is "
-        "here only to see whether processes would help.",
+        "The app's own Worker and deliver job in a bench/fanout_worker.py process (the "
+        "instance's Context built as `fediverse-stories worker` builds it, with one part "
+        "changed as the row says; the same warm-up round first), same publish, same sinks, "
+        "same runs; `serve` is stopped meanwhile.",
         "",
         "| variant | wall time (s) | bare / variant | peak RSS (MB) |",
         "| --- | --- | --- | --- |",
