@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from datetime import timedelta
 from typing import Any
@@ -29,7 +30,9 @@ MAX_NAME = 500
 MAX_SUMMARY = 20_000
 
 
+@functools.lru_cache(maxsize=4096)
 def host_of(uri: str) -> str:
+    """The host (and port) of a URI, as written. Cached: the inbox asks it of every keyId."""
     return urlsplit(uri).netloc.lower()
 
 

@@ -37,43 +37,51 @@ from fediverse_stories.services.errors import Invalid
 # host with more labels than this fits takes the inbox's general path.
 MAX_ENTRIES = 8
 
-_entries: list[BindParameter[Any]] = [bindparam(f"e{n}") for n in range(MAX_ENTRIES)]
 _health = aliased(Domain)
 _one = select(literal(1).label("one")).subquery()
 
-_READ = FastStatement(
-    select(
-        select(InstanceValue.value)
-        .where(InstanceValue.key == domains.FEDERATION_MODE)
-        .scalar_subquery(),
-        # The most specific blocking entry: a longer entry is a more specific one.
-        select(Domain.domain)
-        .where(Domain.domain.in_(_entries), Domain.policy == DomainPolicy.BLOCKED)
-        .order_by(func.length(Domain.domain).desc())
-        .limit(1)
-        .scalar_subquery(),
-        select(literal(1))
-        .where(Domain.domain.in_(_entries), Domain.policy == DomainPolicy.ALLOWED)
-        .limit(1)
-        .scalar_subquery(),
-        select(InboxActivity.id)
-        .where(
-            InboxActivity.uri == bindparam("uri"),
-            InboxActivity.signer_key_id == bindparam("key_id"),
+
+def _read_statement(entries: int) -> FastStatement:
+    """The reading for a host with `entries` covering entries (bound as e0, e1, ...)."""
+    covering: list[BindParameter[Any]] = [bindparam(f"e{n}") for n in range(entries)]
+    return FastStatement(
+        select(
+            select(InstanceValue.value)
+            .where(InstanceValue.key == domains.FEDERATION_MODE)
+            .scalar_subquery(),
+            # The most specific blocking entry: a longer entry is a more specific one.
+            select(Domain.domain)
+            .where(Domain.domain.in_(covering), Domain.policy == DomainPolicy.BLOCKED)
+            .order_by(func.length(Domain.domain).desc())
+            .limit(1)
+            .scalar_subquery(),
+            select(literal(1))
+            .where(Domain.domain.in_(covering), Domain.policy == DomainPolicy.ALLOWED)
+            .limit(1)
+            .scalar_subquery(),
+            select(InboxActivity.id)
+            .where(
+                InboxActivity.uri == bindparam("uri"),
+                InboxActivity.signer_key_id == bindparam("key_id"),
+            )
+            .scalar_subquery(),
+            Actor.uri,
+            Actor.public_key_pem,
+            Actor.suspended,
+            _health.failures_since,
+            _health.unavailable,
+            _health.failure_days,
         )
-        .scalar_subquery(),
-        Actor.uri,
-        Actor.public_key_pem,
-        Actor.suspended,
-        _health.failures_since,
-        _health.unavailable,
-        _health.failure_days,
+        .select_from(_one)
+        .outerjoin(Actor, Actor.key_id == bindparam("key_id"))
+        .outerjoin(_health, _health.domain == Actor.domain)
+        .limit(1)
     )
-    .select_from(_one)
-    .outerjoin(Actor, Actor.key_id == bindparam("key_id"))
-    .outerjoin(_health, _health.domain == Actor.domain)
-    .limit(1)
-)
+
+
+# One statement per number of covering entries (a host and its parents: usually 2 or 3), so
+# no entry is bound or looked up twice.
+_READS = {entries: _read_statement(entries) for entries in range(1, MAX_ENTRIES + 1)}
 
 _STORED = FastStatement(
     select(InboxActivity.id).where(
@@ -117,7 +125,7 @@ def read(connection: Connection, key_host: str, key_id: str, activity_id: str) -
     domain, entries = covering
     params: dict[str, Any] = dict(entries)
     params.update(uri=activity_id, key_id=key_id)
-    (mode, blocked_by, allowed, seen, uri, pem, suspended, *health), *_ = _READ.rows(
+    (mode, blocked_by, allowed, seen, uri, pem, suspended, *health), *_ = _READS[len(entries)].rows(
         connection, params
     )
     refused = domains.verdict(
@@ -162,17 +170,16 @@ def store(
 
 @lru_cache(maxsize=4096)
 def _covering(key_host: str) -> tuple[str, tuple[tuple[str, str], ...]] | None:
-    """The normalised domain and the padded `e0..e7` entries that could cover it (parsing a
-    host costs more than the query; a busy inbox hears from the same hosts again and again)."""
+    """The normalised domain and the `e0, e1, ...` entries that could cover it (parsing a host
+    costs more than the query; a busy inbox hears from the same hosts again and again)."""
     try:
         domain = domains.normalise_domain(key_host)
     except Invalid:
         return None
     entries = domains.covering_entries(domain)
-    if len(entries) > MAX_ENTRIES:
+    if not entries or len(entries) > MAX_ENTRIES:
         return None
-    padded = entries + [entries[-1]] * (MAX_ENTRIES - len(entries))
-    return domain, tuple((f"e{n}", entry) for n, entry in enumerate(padded))
+    return domain, tuple((f"e{n}", entry) for n, entry in enumerate(entries))
 
 
 @lru_cache(maxsize=1024)

@@ -10,8 +10,14 @@ from fediverse_stories.context import Context
 
 
 def request_target(request: Request) -> str:
-    """The request target as received: path and query."""
-    return request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    """The request target as received: the path as sent (percent-encoding kept, as the signer
+    signed it) and the query. Read from the ASGI scope: building `request.url` cost more than
+    the rest of the check around it."""
+    scope = request.scope
+    raw_path: bytes | None = scope.get("raw_path")
+    path = raw_path.decode("latin-1") if raw_path else scope["path"]
+    query: bytes = scope.get("query_string", b"")
+    return f"{path}?{query.decode('latin-1')}" if query else path
 
 
 def verification_terms(ctx: Context, target: str) -> dict[str, Any]:

@@ -249,3 +249,15 @@ async def test_202_duplicate_delivery_stores_one_row(setup: Setup) -> None:
     second = await setup.alice.post(setup.inbox, note())
     assert (first.status_code, second.status_code) == (202, 202)
     assert await setup.stored() == 1
+
+
+async def test_202_signature_over_the_path_exactly_as_sent(instances: InstanceFactory) -> None:
+    # Peers sign the request target as they send it, percent-encoding included (Mastodon signs
+    # the raw path); the check must use those bytes, not the path decoded for routing.
+    a = await instances.start("http://a.test")
+    async with a.ctx.sessions.begin() as session:
+        await create_account(session, a.ctx, "amina", "a-good-password", role=Role.AUTHOR)
+    alice = MastodonRemote.register(instances)
+    response = await alice.post("http://a.test/users/am%69na/inbox", note(), covered=MASTODON_43)
+    assert response.status_code == 202, response.text
+    assert response.request.url.raw_path == b"/users/am%69na/inbox"
