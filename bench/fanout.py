@@ -630,13 +630,51 @@ WHERE_THE_TIME_GOES = [
     "executemany now (outbound/store.py), and the first delivery leaves 0.12 s after the "
     "publish instead of 0.31 s.",
     "",
-    "Where the rest goes: about 1.5 ms of CPU per delivery in one process, for everything "
-    "that holds the GIL (py-spy: RSA signing about a fifth, httpx building and sending the "
-    "request about a third, the claims and group steps about a quarter), against about 1 ms "
-    "spread over every core in the bare script. On SQLite one process signs everything, so "
-    "the signing bound alone at one core's rate is most of the bare script's time: 0.7 of "
-    "the bare script is out of reach for a single process. What would narrow it: several "
-    'worker processes, which needs PostgreSQL (README, "Scaling out"), and signing in a '
-    "process pool (threads were measured slower: the hand-offs wait for the GIL).",
+    "At that point (ratio 0.29), about 1.5 ms of CPU per delivery went in one process, for "
+    "everything that holds the GIL (py-spy: RSA signing about a fifth, httpx building and "
+    "sending the request about a third, the claims and group steps about a quarter), against "
+    "about 1 ms spread over every core in the bare script.",
+    "",
+    "Then signing and sending (measured with a development harness: several fan-outs through "
+    "one `serve`, its CPU from /proc, py-spy on it; ratios of single rounds, which swing by "
+    "0.1 here):",
+    "",
+    "1. Signatures in helper processes (fediverse_stories/signing_pool.py, "
+    "FEDIVERSE_STORIES_SIGNING_PROCESSES, one per core by default): the RSA operation leaves "
+    "the process, the headers are still built in it (`Unsigned` in activitypub/sigcore.py). "
+    "A/B over 6 fan-outs each: `serve` CPU 1.2-1.5 s -> 1.1-1.4 s, wall time unchanged; "
+    "py-spy showed the event loop stalled in the pipe write, the woken child preempting it "
+    "on its core. With the children under SCHED_BATCH and frames batched per turn of the "
+    "loop (one write per burst each way; 23 -> 13 us of parent CPU per signature): ratio "
+    "0.39-0.45.",
+    "2. Deliveries straight through aiohttp behind the same guard (`SignedPoster`, "
+    "fediverse_stories/http.py): httpx's request layer over httpx-aiohttp cost 260-300 us of "
+    "CPU per POST against 82 us for aiohttp alone (2,000 POSTs to loopback, same process). "
+    "`serve` CPU -> 0.62-0.85 s, ratio 0.47-0.63.",
+    "3. Statements built once, and Core instead of the ORM for the claims, the deliveries' "
+    "reads (only the columns needed) and the health upsert; the host normalisation cached: "
+    "CPU 0.57-0.62 s, ratio 0.57-0.64.",
+    "4. Full garbage collections took about 55 ms each with the loop stopped (gc callbacks): "
+    "`serve` and `worker` now `gc.freeze()` what is alive after start-up.",
+    "5. Jobs at once: with signing out of the process, 32 left the loop idle a third of the "
+    "time (a job took about 40 ms from claim to close: 13 ms waiting for its signature, 19 "
+    "ms for its connection and answer); 64 measured 0.67-0.74, 128 and 256 no better: 64 is "
+    "the default now.",
+    "6. Those rounds reused the previous round's connections (aiohttp keeps idle ones for 5 "
+    "s, all 1,000 of them); this benchmark now lets them expire before the timed round so "
+    "both sides connect anew, and the same code measures the ratio in the table above.",
+    "",
+    "Tried and not kept: the POSTs sent from the helper processes too (they signed and sent, "
+    "`serve` kept the database work and the address guard, the POST pinned before it left): "
+    "`serve` CPU 0.55 -> 0.32 s, but the helpers took 0.67-0.74 s between them for work "
+    "that cost `serve` about 0.22 s, and the wall time was no better (0.91-1.06 s); reverted "
+    "as more moving parts for nothing. One signing process instead of two: no better.",
+    "",
+    "Where the rest goes: `serve` spends about 0.5 ms of CPU per delivery on one core "
+    "(py-spy: connecting and aiohttp about a third, the database steps about a quarter, the "
+    "event loop a tenth), and is busy about two thirds of the time; the bare script spends "
+    "about as much per delivery but in two processes, and its first POST leaves at once, "
+    "where ours leaves about 0.1 s after the publish (its 1,000 jobs written, then the "
+    "worker's poll). Several `worker` processes on PostgreSQL are the scale path for more.",
     "",
 ]
