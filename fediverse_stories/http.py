@@ -121,5 +121,7 @@ def make_client(settings: Settings) -> tuple[httpx.AsyncClient, SignedPoster]:
     sends deliveries through the same guard and connections."""
     inner = AiohttpInner(limits=DEFAULT_LIMITS)
     guard = GuardedTransport(inner, allow_private=settings.allow_private_addresses)
-    client = make_guarded_client(allow_private=settings.allow_private_addresses, inner=inner)
+    client = make_guarded_client(
+        allow_private=settings.allow_private_addresses, inner=inner, user_agent=USER_AGENT
+    )
     return client, SignedPoster(client, (guard, inner))
