@@ -670,11 +670,16 @@ WHERE_THE_TIME_GOES = [
     "that cost `serve` about 0.22 s, and the wall time was no better (0.91-1.06 s); reverted "
     "as more moving parts for nothing. One signing process instead of two: no better.",
     "",
-    "Where the rest goes: `serve` spends about 0.5 ms of CPU per delivery on one core "
+    "Where the rest goes: `serve` spends about 0.5-0.6 ms of CPU per delivery on one core "
     "(py-spy: connecting and aiohttp about a third, the database steps about a quarter, the "
-    "event loop a tenth), and is busy about two thirds of the time; the bare script spends "
-    "about as much per delivery but in two processes, and its first POST leaves at once, "
-    "where ours leaves about 0.1 s after the publish (its 1,000 jobs written, then the "
-    "worker's poll). Several `worker` processes on PostgreSQL are the scale path for more.",
+    "event loop a tenth). It runs about two thirds of the wall time and spends most of the "
+    "rest runnable but waiting for a core (0.15-0.3 s per fan-out in /proc/PID/schedstat's "
+    "run delay), which the sinks and the signing processes share with it: the fan-out is "
+    "bound by `serve`'s CPU on a 2-core machine. The bare script spends about as much CPU "
+    "per delivery in all, but in two processes, and its first POST leaves at once where ours "
+    "leaves about 0.1 s after the publish (its 1,000 jobs written, then the worker's poll). "
+    "Also tried: the signing processes at nice 10 (less run delay for `serve`, 0.14-0.19 s, "
+    "no clear change in wall time). Several `worker` processes on PostgreSQL are the scale "
+    "path for more.",
     "",
 ]
