@@ -58,11 +58,13 @@ def new_job(
     }
 
 
+_JOBS = cast(Table, Job.__table__)
+
+
 def _claimable(now: Any) -> Any:
-    jobs = cast(Table, Job.__table__)
     return or_(
-        (jobs.c.state == JobState.QUEUED) & (jobs.c.run_at <= now),
-        (jobs.c.state == JobState.CLAIMED) & (jobs.c.lease_until < now),
+        (_JOBS.c.state == JobState.QUEUED) & (_JOBS.c.run_at <= now),
+        (_JOBS.c.state == JobState.CLAIMED) & (_JOBS.c.lease_until < now),
     )
 
 
@@ -78,7 +80,6 @@ class ClaimedJob:
     claimed_by: str
 
 
-_JOBS = cast(Table, Job.__table__)
 _CLAIMED_COLUMNS = (
     _JOBS.c.id,
     _JOBS.c.kind,

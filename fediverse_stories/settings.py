@@ -136,6 +136,7 @@ class Settings:
         if secret is not None and len(secret) < 16:
             problems.append(f"{PREFIX}SECRET_KEY must be at least 16 characters")
 
+        cores = default_signing_processes()
         settings = cls(
             base_url=base_url,
             data_dir=data_dir,
@@ -160,10 +161,7 @@ class Settings:
             done_jobs_kept_days=integer("DONE_JOBS_KEPT_DAYS", 7, 1) or 7,
             processed_activities_kept_days=integer("PROCESSED_ACTIVITIES_KEPT_DAYS", 7, 1) or 7,
             fetch_timeout_seconds=number("FETCH_TIMEOUT_SECONDS", 10.0),
-            signing_processes=_or_default(
-                integer("SIGNING_PROCESSES", default_signing_processes()),
-                default_signing_processes(),
-            ),
+            signing_processes=_or_default(integer("SIGNING_PROCESSES", cores), cores),
             extra={k: v for k, v in environ.items() if k.startswith(PREFIX)},
         )
         if problems:

@@ -350,6 +350,19 @@ def success_in(session: Session, host: str, now: datetime) -> None:
     session.flush()
 
 
+_HEALTHY = {"failures_since": 0, "failure_days": 0, "first_failure_at": None}
+
+
+@functools.cache
+def _success_upsert(dialect: str) -> Any:
+    """The upsert `successes_in` runs, built once per dialect."""
+    insert = pg_insert(_DOMAINS) if dialect == "postgresql" else sqlite_insert(_DOMAINS)
+    return insert.on_conflict_do_update(
+        index_elements=["domain"],
+        set_={"last_success_at": insert.excluded.last_success_at, **_HEALTHY, "unavailable": False},
+    )
+
+
 def successes_in(session: Session, successes: Iterable[tuple[str, datetime]]) -> None:
     """`record_success` for many deliveries at once (a batch): one upsert, executed per domain.
 
@@ -375,19 +388,6 @@ def successes_in(session: Session, successes: Iterable[tuple[str, datetime]]) ->
             }
             for domain, now in sorted(latest.items())
         ],
-    )
-
-
-_HEALTHY = {"failures_since": 0, "failure_days": 0, "first_failure_at": None}
-
-
-@functools.cache
-def _success_upsert(dialect: str) -> Any:
-    """The upsert `successes_in` runs, built once per dialect."""
-    insert = pg_insert(_DOMAINS) if dialect == "postgresql" else sqlite_insert(_DOMAINS)
-    return insert.on_conflict_do_update(
-        index_elements=["domain"],
-        set_={"last_success_at": insert.excluded.last_success_at, **_HEALTHY, "unavailable": False},
     )
 
 
