@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NoReturn
 
@@ -121,9 +122,10 @@ def check_data_dir(settings: Settings) -> None:
     directory = settings.data_dir
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        probe = directory / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
+        # A probe of its own: processes starting together share the directory, and one
+        # fixed name let one process unlink another's probe between its write and unlink.
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".write-test-"):
+            pass
     except OSError as error:
         raise CommandError(
             f"the data directory {str(directory)!r} is not writable: {error.strerror or error}"

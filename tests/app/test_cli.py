@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
+from fediverse_stories.cli import check_data_dir
 from fediverse_stories.db.engine import make_engine
 from fediverse_stories.db.models import Account, Actor
+from fediverse_stories.settings import Settings
 from tests.support.cli import assert_one_line_failure, run
 from tests.support.databases import DatabaseTemplates
 
@@ -228,3 +231,19 @@ async def test_user_add_hide_followers_publishes_only_counts(operator_env: dict[
     finally:
         await engine.dispose()
     assert hidden is True
+
+
+def test_processes_starting_together_all_find_the_data_dir_writable(tmp_path: Path) -> None:
+    """Several `serve`/`worker` processes check one data dir at the same moment; none fails."""
+    settings = Settings.from_environ(
+        {"FEDIVERSE_STORIES_DATA_DIR": str(tmp_path / "data")}, env_file=None
+    )
+
+    def check_many_times() -> None:
+        for _ in range(300):
+            check_data_dir(settings)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for checking in [pool.submit(check_many_times) for _ in range(8)]:
+            checking.result()
+    assert list((tmp_path / "data").iterdir()) == []
