@@ -4,13 +4,14 @@ A fan-out runs hundreds of small jobs at once, each needing the same kind of sho
 step (read what to send, record the answer, close the job). Run one by one, every step pays a
 hand-off to the database thread and back, and on a busy machine those hand-offs, not the SQL,
 were the cost (BENCHMARKS.md, section 2). A `GroupStep` queues the items submitted while its
-previous batch runs and runs them together as the next batch, in one transaction through
-`Context.in_one_hop` (inline on the event loop when SQLite is free: a hand-off to the thread
-cost more than the batch; 2.5 s instead of 4 s for the fan-out): under load batches grow by
-themselves, and a lone caller still waits for just one step. Items of different instances
+previous batch runs and runs them together as the next batch, in one transaction on a Core
+connection through `Context.on_connection` (inline on the event loop when SQLite is free, on
+the connection kept for such steps: a hand-off to the thread, and an ORM session per batch,
+cost more than the batch's SQL): under load batches grow by themselves, and a lone caller
+still waits for just one step. Items of different instances
 (several apps in one test process) never share a batch: each Context has its own lane.
 
-    close_jobs = GroupStep(_close_jobs)     # _close_jobs(session, items) -> a result per item
+    close_jobs = GroupStep(_close_jobs)     # _close_jobs(connection, items) -> a result per item
     await close_jobs.run(ctx, item)
 """
 
@@ -22,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection
 
 from fediverse_stories.context import Context
 
@@ -31,7 +32,7 @@ Result = TypeVar("Result")
 
 # A step gets every item of a batch and answers one result per item, in order; an exception in
 # that list is raised to its item's caller alone.
-BatchStep = Callable[[Session, list[Item]], Sequence[Result | Exception]]
+BatchStep = Callable[[Connection, list[Item]], Sequence[Result | Exception]]
 
 MAX_BATCH = 256
 
@@ -83,7 +84,7 @@ class GroupStep(Generic[Item, Result]):
     ) -> None:
         items = [item for item, _ in batch]
         try:
-            results = await ctx.in_one_hop(lambda session: self.step(session, items), inline=True)
+            results = await ctx.on_connection(lambda c: self.step(c, items), inline=True)
         except Exception as error:  # the transaction failed: every caller of the batch hears it
             for _, future in batch:
                 if not future.done():

@@ -241,11 +241,11 @@ _CLOSE = (
 
 
 def _close_all(
-    session: Session, closing: list[tuple[ClaimedJob, JobState, str | None, datetime]]
+    connection: Connection, closing: list[tuple[ClaimedJob, JobState, str | None, datetime]]
 ) -> list[None]:
     """Close a batch of jobs: one UPDATE, executed once per job (only while the job is still
     this worker's: one whose lease went to another worker is not touched)."""
-    session.connection().execute(
+    connection.execute(
         _CLOSE,
         [
             {

@@ -10,7 +10,7 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import Table, bindparam, delete, select
+from sqlalchemy import Connection, Table, bindparam, delete, select
 from sqlalchemy.orm import Session
 
 from activitypub import delivery
@@ -46,23 +46,27 @@ _SIGNERS = select(_ACTORS.c.id, _ACTORS.c.uri, _ACTORS.c.key_id, _ACTORS.c.priva
 )
 
 
-def _prepare_all(session: Session, wanted: list[tuple[int, str]]) -> list[_Prepared | Exception]:
+def _prepare_all(
+    connection: Connection, wanted: list[tuple[int, str]]
+) -> list[_Prepared | Exception]:
     """For each (activity id, host): the activity, its signer, and whether the host is refused
     or unavailable. Four queries for the whole batch, whatever its size."""
     activities = {
         row.id: row
-        for row in session.execute(_BODIES, {"ids": sorted({activity for activity, _ in wanted})})
+        for row in connection.execute(
+            _BODIES, {"ids": sorted({activity for activity, _ in wanted})}
+        )
     }
     signers = {
         row.id: SigningActor(*row)
-        for row in session.execute(
+        for row in connection.execute(
             _SIGNERS, {"ids": sorted({row.actor_id for row in activities.values()})}
         )
     }
     bodies = {activity_id: row.raw.encode() for activity_id, row in activities.items()}
     hosts = {host for _, host in wanted}
-    refused = domains.refusals(session, hosts)
-    unavailable = domains.unavailable_among(session, hosts)
+    refused = domains.refusals(connection, hosts)
+    unavailable = domains.unavailable_among(connection, hosts)
     prepared: list[_Prepared | Exception] = []
     for activity_id, host in wanted:
         row = activities.get(activity_id)
@@ -76,12 +80,16 @@ def _prepare_all(session: Session, wanted: list[tuple[int, str]]) -> list[_Prepa
     return prepared
 
 
-def _record_all(session: Session, answers: list[tuple[str, datetime, bool]]) -> list[None]:
+def _record_all(connection: Connection, answers: list[tuple[str, datetime, bool]]) -> list[None]:
     """Each (host, when, ok) into the domain's health: the successes in one upsert."""
-    domains.successes_in(session, [(host, now) for host, now, ok in answers if ok])
-    for host, now, ok in answers:
-        if not ok:
-            domains.failure_in(session, host, now)
+    domains.successes_in(connection, [(host, now) for host, now, ok in answers if ok])
+    failures = [(host, now) for host, now, ok in answers if not ok]
+    if failures:
+        # Counting failure days reads and updates the row: the ORM, in the batch's transaction
+        # (the session joins it and leaves the commit to it).
+        with Session(bind=connection) as session:
+            for host, now in failures:
+                domains.failure_in(session, host, now)
     return [None] * len(answers)
 
 

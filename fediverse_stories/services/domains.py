@@ -363,7 +363,7 @@ def _success_upsert(dialect: str) -> Any:
     )
 
 
-def successes_in(session: Session, successes: Iterable[tuple[str, datetime]]) -> None:
+def successes_in(connection: Connection, successes: Iterable[tuple[str, datetime]]) -> None:
     """`record_success` for many deliveries at once (a batch): one upsert, executed per domain.
 
     The upsert resets the counters atomically, so no row lock is needed even between workers.
@@ -375,9 +375,8 @@ def successes_in(session: Session, successes: Iterable[tuple[str, datetime]]) ->
             latest[domain] = now
     if not latest:
         return
-    statement = _success_upsert(session.get_bind().dialect.name)
-    session.connection().execute(
-        statement,
+    connection.execute(
+        _success_upsert(connection.dialect.name),
         [
             {
                 "domain": domain,
