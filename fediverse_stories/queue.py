@@ -69,6 +69,14 @@ def _claimable(now: Any) -> Any:
 
 
 @dataclass(frozen=True)
+class Claim:
+    """What one claim got, and whether it saw every due job (none left for the next claim)."""
+
+    jobs: list[ClaimedJob]
+    saw_all_due: bool
+
+
+@dataclass(frozen=True)
 class ClaimedJob:
     """A job this worker holds under a lease: what running and closing it needs."""
 
@@ -118,10 +126,25 @@ async def claim(
     busy_hosts: Mapping[str, int] | None = None,
     per_host: int | None = None,
 ) -> list[ClaimedJob]:
+    """Claim up to `limit` due jobs for this worker under a lease (`claim_due`'s jobs)."""
+    found = await claim_due(ctx, worker_id, limit, busy_hosts=busy_hosts, per_host=per_host)
+    return found.jobs
+
+
+async def claim_due(
+    ctx: Context,
+    worker_id: str,
+    limit: int,
+    *,
+    busy_hosts: Mapping[str, int] | None = None,
+    per_host: int | None = None,
+) -> Claim:
     """Claim up to `limit` due jobs for this worker under a lease.
 
     With `per_host`, no host gets more than that many jobs counting the `busy_hosts` this
     worker already runs: a slow peer's backlog stays queued instead of filling every slot.
+    `saw_all_due` says the claim took every due job it saw and the scan was not cut short: a
+    worker need not claim again until new jobs may have come.
     """
     now = ctx.clock()
     lease_until = now + timedelta(seconds=ctx.settings.job_lease_seconds)
@@ -130,17 +153,20 @@ async def claim(
 
     # One step on a Core connection, with statements built once (a fan-out claims hundreds
     # of times; building the statements and the ORM's bookkeeping cost more than the SQL).
-    def claim_on(connection: Connection) -> list[ClaimedJob]:
+    def claim_on(connection: Connection) -> Claim:
         scan = limit if per_host is None else limit * 4
         due = _DUE_SKIP_LOCKED if skip_locked else _DUE
-        candidates = connection.execute(due, {"now": now, "scan": scan})
-        ids = _within_host_limits([(row[0], row[1]) for row in candidates], limit, busy, per_host)
+        candidates = [
+            (row[0], row[1]) for row in connection.execute(due, {"now": now, "scan": scan})
+        ]
+        ids = _within_host_limits(candidates, limit, busy, per_host)
+        saw_all = len(candidates) < scan and len(ids) == len(candidates)
         if not ids:
-            return []
+            return Claim([], saw_all)
         claimed = connection.execute(
             _CLAIM, {"ids": ids, "now": now, "lease": lease_until, "by": worker_id}
         )
-        return [ClaimedJob(*row) for row in claimed]
+        return Claim([ClaimedJob(*row) for row in claimed], saw_all)
 
     return await ctx.on_connection(claim_on, inline=True)
 

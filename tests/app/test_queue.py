@@ -131,3 +131,23 @@ async def test_unknown_job_kinds_are_given_up_with_a_reason(instances: InstanceF
     failed = await job(instance.ctx, job_id)
     assert failed.state == JobState.FAILED
     assert failed.last_error == "no handler for job kind 'no-such-kind'"
+
+
+async def test_a_claim_says_whether_it_took_every_due_job(instances: InstanceFactory) -> None:
+    """A worker stops claiming once a claim saw every due job (a fan-out's tail ran one empty
+    claim per finished job); a claim cut short by its limit or a host's limit says so."""
+    instance = await instances.start("http://a.test")
+    ctx = instance.ctx
+    async with ctx.sessions.begin() as session:
+        for n in range(3):
+            queue.enqueue(session, ctx, "deliver", {"n": n}, host="busy.example")
+        queue.enqueue(session, ctx, "deliver", {"n": 3}, host="other.example")
+
+    by_limit = await queue.claim_due(ctx, "w", 2)
+    assert len(by_limit.jobs) == 2 and not by_limit.saw_all_due
+    by_host = await queue.claim_due(ctx, "w", 10, busy_hosts={"busy.example": 1}, per_host=1)
+    assert [j.host for j in by_host.jobs] == ["other.example"] and not by_host.saw_all_due
+    rest = await queue.claim_due(ctx, "w", 10)
+    assert len(rest.jobs) == 1 and rest.saw_all_due
+    nothing = await queue.claim_due(ctx, "w", 10)
+    assert nothing.jobs == [] and nothing.saw_all_due
