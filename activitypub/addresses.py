@@ -13,6 +13,7 @@ Two questions are answered here, both without any network access:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from urllib.parse import unquote
@@ -124,6 +125,9 @@ def _parse_inet_aton(text: str) -> ipaddress.IPv4Address | None:
     return ipaddress.IPv4Address(number)
 
 
+# Pure and asked for every outbound request (a fan-out asks for the same hosts again and
+# again); a refusal raises and is not cached.
+@functools.lru_cache(maxsize=4096)
 def ip_literal(host: str) -> IPAddress | None:
     """The IP address a URL host spells, in any form a resolver would accept, or None for a name.
 

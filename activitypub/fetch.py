@@ -94,12 +94,16 @@ class GuardedTransport(httpx.AsyncBaseTransport):
 
     async def vet(self, url: httpx.URL) -> IPAddress:
         """The one address a request to `url` may connect to; AddressRefused if there is none."""
-        if url.scheme not in _DEFAULT_PORTS:
-            raise AddressRefused(f"scheme {url.scheme!r} is not http or https")
-        host = url.raw_host.decode("ascii")
+        return await self.vet_host(url.scheme, url.raw_host.decode("ascii"), url.port)
+
+    async def vet_host(self, scheme: str, host: str, port: int | None) -> IPAddress:
+        """`vet` for a URL already split: `host` in ASCII as `httpx.URL.raw_host` gives it
+        (lower case, IDNA-encoded, no brackets), `port` None for the scheme's default."""
+        if scheme not in _DEFAULT_PORTS:
+            raise AddressRefused(f"scheme {scheme!r} is not http or https")
         if not host:
             raise AddressRefused("URL has no host")
-        port = url.port if url.port is not None else _DEFAULT_PORTS[url.scheme]
+        port = port if port is not None else _DEFAULT_PORTS[scheme]
         literal = ip_literal(host)
         answers = [literal] if literal is not None else await self._resolver(host, port)
         if not answers:

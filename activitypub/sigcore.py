@@ -7,6 +7,7 @@ Cavage module maps its own names (`rsa-sha256`, `hs2019`) onto them.
 from __future__ import annotations
 
 import email.utils
+import functools
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC
@@ -85,7 +86,13 @@ def parse_http_date(value: str) -> float:
 
 def format_http_date(epoch: float) -> str:
     """An HTTP Date header value (IMF-fixdate) for epoch seconds."""
-    return email.utils.formatdate(epoch, usegmt=True)
+    return _http_date(int(epoch))
+
+
+@functools.lru_cache(maxsize=4)
+def _http_date(second: int) -> str:
+    # Whole seconds, as the format has; a burst of requests asks for the same few.
+    return email.utils.formatdate(second, usegmt=True)
 
 
 def check_times(

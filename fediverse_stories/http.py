@@ -54,6 +54,16 @@ class AiohttpInner(AiohttpTransport):
         with httpx_errors():
             return await super().handle_async_request(request)
 
+    def get_client(self) -> aiohttp.ClientSession:
+        """httpx-aiohttp's session, minus the cookie jar: a federation client keeps no cookies
+        from the servers it talks to (and the jar's bookkeeping ran on every request)."""
+        connector = aiohttp.TCPConnector(
+            keepalive_timeout=self.limits.keepalive_expiry,
+            ssl=self.ssl_context,
+            limit=self.limits.max_connections or 100,  # aiohttp's own default when unset
+        )
+        return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+
     def session(self) -> aiohttp.ClientSession:
         """The aiohttp session (and so the connection pool) this transport sends through."""
         if not isinstance(self.client, aiohttp.ClientSession):
@@ -91,8 +101,12 @@ class SignedPoster:
             await through_httpx.aclose()
             return Answer(through_httpx.status_code, through_httpx.headers)
         guard, inner = self.direct
-        address = await guard.vet(httpx.URL(url))
         parts = urlsplit(url)
+        hostname = parts.hostname or ""
+        if hostname.isascii():  # as httpx.URL would give it, without parsing the URL again
+            address = await guard.vet_host(parts.scheme, hostname, parts.port)
+        else:  # an internationalised name: httpx encodes it (IDNA) as its own requests do
+            address = await guard.vet(httpx.URL(url))
         sent = {"User-Agent": USER_AGENT, **headers}
         sent.update(await auth.headers_for("POST", url, list(sent.items()), body))
         host = f"[{address}]" if address.version == 6 else str(address)

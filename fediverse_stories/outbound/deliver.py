@@ -14,6 +14,7 @@ from sqlalchemy import Connection, Table, bindparam, delete, select
 from sqlalchemy.orm import Session
 
 from activitypub import delivery
+from activitypub.digest import make_digest
 from activitypub.errors import AddressRefused
 from activitypub.vocab import ACTIVITY_JSON
 from fediverse_stories.batching import GroupStep
@@ -31,6 +32,7 @@ class _Prepared:
     """What one delivery reads from the database before it sends."""
 
     body: bytes
+    digest: str  # the body's Digest header, computed once per activity and batch
     signer: SigningActor
     refused: str | None
 
@@ -64,6 +66,7 @@ def _prepare_all(
         )
     }
     bodies = {activity_id: row.raw.encode() for activity_id, row in activities.items()}
+    digests = {activity_id: make_digest(body) for activity_id, body in bodies.items()}
     hosts = {host for _, host in wanted}
     refused = domains.refusals(connection, hosts)
     unavailable = domains.unavailable_among(connection, hosts)
@@ -76,7 +79,9 @@ def _prepare_all(
         reason = refused[host]
         if reason is None and host in unavailable:
             reason = f"{host} failed on 7 distinct days and is marked unavailable"
-        prepared.append(_Prepared(bodies[activity_id], signers[row.actor_id], reason))
+        prepared.append(
+            _Prepared(bodies[activity_id], digests[activity_id], signers[row.actor_id], reason)
+        )
     return prepared
 
 
@@ -116,7 +121,11 @@ async def deliver(ctx: Context, payload: dict[str, Any]) -> None:
                     inbox,
                     body,
                     auth_for(ctx, signer),
-                    {"Content-Type": ACTIVITY_JSON, "Accept": ACTIVITY_JSON},
+                    {
+                        "Content-Type": ACTIVITY_JSON,
+                        "Accept": ACTIVITY_JSON,
+                        "Digest": prepared.digest,
+                    },
                 )
             status, headers = answer.status, answer.headers
         except AddressRefused as error:

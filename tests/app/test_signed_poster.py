@@ -103,3 +103,13 @@ async def test_a_private_address_is_refused_before_any_connection() -> None:
 async def test_a_closed_port_is_an_httpx_connect_error(poster: SignedPoster) -> None:
     with pytest.raises(httpx.ConnectError):
         await poster.post(f"http://127.0.0.1:{free_port()}/inbox", BODY, auth(), HEADERS)
+
+
+async def test_an_ipv6_literal_inbox_is_vetted_by_the_guard() -> None:
+    """The split URL's host ([::1], brackets dropped) goes through the same guard."""
+    client, signed = make_client(Settings(allow_private_addresses=False))
+    try:
+        with pytest.raises(AddressRefused, match="::1"):
+            await signed.post("http://[::1]:9/inbox", BODY, auth(), HEADERS)
+    finally:
+        await client.aclose()
