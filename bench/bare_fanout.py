@@ -7,8 +7,9 @@ takes every N-th inbox; each loads the key and opens its aiohttp session, then a
 together (a barrier) and sign (Cavage rsa-sha256 over (request-target) host date digest
 content-type, with Digest, exactly as the app signs) and POST with `--connections` requests in
 flight in total. No database, no queue, no guard: the ceiling the app's delivery path is
-measured against. Prints {"t0", "seconds", "statuses"}: t0 is the wall-clock start (the sinks
-time the last receipt on the same clock).
+measured against. Prints {"t0", "seconds", "statuses", "cpu"}: t0 is the wall-clock start (the
+sinks time the last receipt on the same clock), cpu the CPU seconds its processes spent from
+their common start.
 """
 
 from __future__ import annotations
@@ -75,8 +76,9 @@ def child(
     key = load_private_pem(spec["private_key_pem"], unsafe_skip_rsa_key_validation=True)
     body = Path(spec["body_file"]).read_bytes()
     share = spec["inboxes"][index::processes]
+    cpu = time.process_time()  # from here: the barrier, then this process's deliveries
     statuses = uvloop.run(post_all(share, body, spec["key_id"], key, connections, go))
-    out.put(dict(statuses))
+    out.put({"statuses": dict(statuses), "cpu": time.process_time() - cpu})
 
 
 def main() -> None:
@@ -99,12 +101,15 @@ def main() -> None:
     t0 = time.time()
     started = time.perf_counter()
     statuses: Counter[str] = Counter()
+    cpu = 0.0
     for _ in workers:
-        statuses.update({str(k): v for k, v in out.get(timeout=120).items()})
+        got = out.get(timeout=120)
+        statuses.update({str(k): v for k, v in got["statuses"].items()})
+        cpu += got["cpu"]
     seconds = time.perf_counter() - started
     for worker in workers:
         worker.join()
-    print(json.dumps({"t0": t0, "seconds": seconds, "statuses": dict(statuses)}))
+    print(json.dumps({"t0": t0, "seconds": seconds, "statuses": dict(statuses), "cpu": cpu}))
 
 
 if __name__ == "__main__":

@@ -30,6 +30,8 @@ from .common import (
     PY,
     ROOT,
     Instance,
+    children_of,
+    cpu_seconds,
     fmt,
     free_port,
     in_pool,
@@ -153,9 +155,14 @@ async def _insert_followers(instance: Instance, netlocs: list[str]) -> int:
 class Sinks:
     """The sink processes: their instances' netlocs and their control ports."""
 
-    def __init__(self, controls: list[int], netlocs: list[str]) -> None:
+    def __init__(self, controls: list[int], netlocs: list[str], pids: list[int]) -> None:
         self.controls = controls
         self.netlocs = netlocs
+        self.pids = pids
+
+    def cpu(self) -> float:
+        """CPU seconds the sink processes have used so far."""
+        return sum(cpu_seconds(pid) for pid in self.pids)
 
     def reset(self) -> None:
         for port in self.controls:
@@ -187,6 +194,7 @@ def sinks(workdir: Path, key_file: Path) -> Iterator[Sinks]:
     with ExitStack() as stack:
         controls: list[int] = []
         netlocs: list[str] = []
+        pids: list[int] = []
         for i in range(SINK_PROCESSES):
             control = free_port()
             process = subprocess.Popen(
@@ -211,11 +219,12 @@ def sinks(workdir: Path, key_file: Path) -> Iterator[Sinks]:
                 cwd=ROOT,
             )
             stack.callback(stop, process)
+            pids.append(process.pid)
             assert process.stdout is not None
             netlocs += json.loads(process.stdout.readline())
             wait_http(f"http://127.0.0.1:{control}/healthz", process, "a fan-out sink")
             controls.append(control)
-        yield Sinks(controls, netlocs)
+        yield Sinks(controls, netlocs, pids)
 
 
 def _sign_rate(pem: str) -> float:
@@ -328,20 +337,39 @@ def warm_up(instance: Instance, the_sinks: Sinks, workdir: Path, title: str) -> 
     time.sleep(KEEPALIVE_SECONDS)
 
 
-def app_round(instance: Instance, the_sinks: Sinks, workdir: Path, title: str) -> dict[str, Any]:
-    """Publish one story with the app's worker running; time it to the last receipt."""
+def app_round(
+    instance: Instance, the_sinks: Sinks, workdir: Path, title: str, sender: int | None = None
+) -> dict[str, Any]:
+    """Publish one story with the app's worker running; time it to the last receipt. With
+    `sender` (the pid of the process that delivers), the CPU each party spent in the round."""
     the_sinks.reset()
+    helpers = children_of(sender) if sender else []
+    before = _cpu(the_sinks, sender, helpers)
     publish(instance, workdir, title)
     create = asyncio.run(_latest_create(instance))
     result = wait_receipts(the_sinks, create["id"], create["created"])
+    if sender:
+        after = _cpu(the_sinks, sender, helpers)
+        result["cpu"] = {party: after[party] - before[party] for party in after}
     result["jobs"] = asyncio.run(_latest_create(instance))["jobs"]
     result["exactly_once"] = exactly_once(result)
     result["body"] = create["raw"]
     return result
 
 
+def _cpu(the_sinks: Sinks, sender: int | None, helpers: list[int]) -> dict[str, float]:
+    if not sender:
+        return {}
+    return {
+        "sender": cpu_seconds(sender),
+        "helpers": sum(cpu_seconds(pid) for pid in helpers),
+        "sinks": the_sinks.cpu(),
+    }
+
+
 def bare_round(the_sinks: Sinks, spec: Path) -> dict[str, Any]:
     the_sinks.reset()
+    sinks_before = the_sinks.cpu()
     bare = run_json(
         [
             "-m",
@@ -356,6 +384,7 @@ def bare_round(the_sinks: Sinks, spec: Path) -> dict[str, Any]:
     activity_id = json.loads(json.loads(spec.read_text())["body"])["id"]
     result = wait_receipts(the_sinks, activity_id, bare["t0"])
     result["statuses"] = bare["statuses"]
+    result["cpu"] = {"sender": bare["cpu"], "helpers": 0.0, "sinks": the_sinks.cpu() - sinks_before}
     result["exactly_once"] = exactly_once(result)
     return result
 
@@ -439,7 +468,7 @@ def one_run(
     instance: Instance = prepared["instance"]
     with instance.serving() as serve:
         warm_up(instance, the_sinks, workdir, f"Warm-up {run}")
-        app = app_round(instance, the_sinks, workdir, f"Fan-out run {run}")
+        app = app_round(instance, the_sinks, workdir, f"Fan-out run {run}", sender=serve.pid)
         out["serve_hwm_mb"] = max(out.get("serve_hwm_mb", 0.0), vm_hwm_mb(serve.pid))
         out["signing_hwm_mb"] = max(out.get("signing_hwm_mb", 0.0), helpers_hwm_mb(serve.pid))
     body = app.pop("body")
@@ -537,6 +566,7 @@ def section(r: dict[str, Any]) -> str:
         f"{'met' if ratio >= 0.7 else '**missed**'}. First receipt after the publish: app "
         f"{fmt([a['first_after'] for a in r['app']], 2)} s.",
         "",
+        *_cpu_table(r),
         "Exactly once (each of the 1,000 instances received the activity exactly once, nothing "
         "else arrived, nothing was refused):",
         "",
@@ -558,6 +588,34 @@ def section(r: dict[str, Any]) -> str:
         *WHERE_THE_TIME_GOES,
     ]
     return "\n".join(lines)
+
+
+def _cpu_table(r: dict[str, Any]) -> list[str]:
+    """Where the CPU went in the timed rounds: per delivery, per party, and the wall time the
+    whole would take if it were spread evenly over every core."""
+    sides = [("`serve`", r["app"]), ("bare script", r["bare"])]
+    if not all("cpu" in result for _, results in sides for result in results):
+        return []
+    lines = [
+        f"CPU per delivery in the timed rounds (ms; /proc for `serve`, its signing processes "
+        f"and the sinks, the bare processes' own clocks from their common start), and the wall "
+        f"time that CPU would take spread evenly over {CORES} cores:",
+        "",
+        "| | sender | its helper processes | sinks | all | spread over every core (s) |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, results in sides:
+        per = {
+            party: [1000 * res["cpu"][party] / INSTANCES for res in results]
+            for party in ("sender", "helpers", "sinks")
+        }
+        total = [sum(values) for values in zip(*per.values(), strict=True)]
+        spread = [t * INSTANCES / 1000 / CORES for t in total]
+        lines.append(
+            f"| {name} | {fmt(per['sender'], 2)} | {fmt(per['helpers'], 2)} | "
+            f"{fmt(per['sinks'], 2)} | {fmt(total, 2)} | {fmt(spread, 2)} |"
+        )
+    return [*lines, ""]
 
 
 def _variant_row(r: dict[str, Any], name: str, what: str) -> str:
