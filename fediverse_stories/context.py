@@ -24,6 +24,7 @@ from fediverse_stories.db.engine import (
 from fediverse_stories.http import SignedPoster, make_client
 from fediverse_stories.settings import Settings
 from fediverse_stories.signing_pool import SigningPool
+from fediverse_stories.wakeup import Wakeup
 
 Clock = Callable[[], datetime]
 T = TypeVar("T")
@@ -60,6 +61,8 @@ class Context:
     kept_connection: Connection | None = field(default=None, repr=False)
     # Where our signatures are made when there are several cores (started on first use).
     signing: SigningPool | None = field(default=None, repr=False)
+    # Wakes this process's worker when jobs are queued here (wakeup.py).
+    wakeup: Wakeup = field(default_factory=Wakeup, repr=False)
 
     @classmethod
     def build(
@@ -134,6 +137,21 @@ class Context:
                 return step(connection)
 
         return await self._on_sqlite(on_engine, inline=False)
+
+    def data_version(self) -> int | None:
+        """SQLite's `PRAGMA data_version` on the kept connection: it changes when another
+        connection commits (another process, or this one's other connections). None on
+        PostgreSQL, or while another writer holds the lock."""
+        if self.inline_sessions is None:
+            return None
+        kept = self._kept_connection(self.inline_sessions)
+        try:
+            with kept.begin():
+                return int(kept.exec_driver_sql("PRAGMA data_version").scalar_one())
+        except OperationalError as error:
+            if not _locked(error):
+                raise
+            return None
 
     def _kept_connection(self, sessions: sessionmaker[Session]) -> Connection:
         connection = self.kept_connection

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from fediverse_stories.batching import GroupStep
 from fediverse_stories.context import Context
 from fediverse_stories.db.models import Job, JobState
+from fediverse_stories.wakeup import mark_queued
 
 MAX_ERROR_LENGTH = 2000
 
@@ -35,6 +36,7 @@ def enqueue(
     """Add a job in the caller's transaction: it exists exactly when the caller's change commits."""
     job = Job(**new_job(ctx.clock(), kind, payload, run_at=run_at, host=host))
     session.add(job)
+    mark_queued(session, ctx.wakeup)
     return job
 
 

@@ -20,6 +20,7 @@ from typing import Any
 from fediverse_stories import queue, retention
 from fediverse_stories.context import Context
 from fediverse_stories.queue import ClaimedJob
+from fediverse_stories.wakeup import WATCH_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,7 @@ class Worker:
         idle_sleep = self.ctx.settings.worker_idle_sleep_seconds
         loop = asyncio.get_running_loop()
         next_claim_at = 0.0
+        woken = self.ctx.wakeup.attach()  # set when this process queues jobs (wakeup.py)
         renewer = asyncio.create_task(self._renew_leases(running))
         # A long-running worker also keeps the queue's table from growing without end.
         sweeper = asyncio.create_task(self._purge_finished()) if stop is not None else None
@@ -126,6 +128,9 @@ class Worker:
                 # Claim in groups (a quarter of the slots at least) rather than after every
                 # job: each claim is a transaction, and a fan-out runs thousands of jobs.
                 wanted = free >= max(1, self.concurrency // 4) or (free and not running)
+                if woken.is_set():  # new jobs were committed: worth a claim at once
+                    woken.clear()
+                    next_claim_at = 0.0
                 if wanted and (not running or loop.time() >= next_claim_at):
                     try:
                         found = await queue.claim_due(
@@ -152,9 +157,10 @@ class Worker:
                     cooling = next_claim_at - loop.time()
                     until_claim = cooling if cooling > 0 else idle_sleep
                     waiters: set[asyncio.Future[Any]] = set(running)
-                    stop_waiter = asyncio.ensure_future(stop.wait()) if stop is not None else None
-                    if stop_waiter is not None:
-                        waiters.add(stop_waiter)
+                    signals = [asyncio.ensure_future(stop.wait())] if stop is not None else []
+                    if not full:  # a free slot: new jobs are worth waking for
+                        signals.append(asyncio.ensure_future(woken.wait()))
+                    waiters.update(signals)
                     try:
                         done, _ = await asyncio.wait(
                             waiters,
@@ -162,15 +168,15 @@ class Worker:
                             timeout=None if full else until_claim,
                         )
                     finally:
-                        if stop_waiter is not None and not stop_waiter.done():
-                            stop_waiter.cancel()
+                        for signal in signals:
+                            if not signal.done():
+                                signal.cancel()
                     for task in done:
                         running.pop(task, None)  # type: ignore[call-overload]
                     continue
                 if stop is None:
                     return total
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), idle_sleep)
+                await self._idle(stop, woken, idle_sleep)
         finally:
             try:
                 if running:
@@ -181,6 +187,28 @@ class Worker:
                         helper.cancel()
                         with contextlib.suppress(asyncio.CancelledError):
                             await helper
+
+    async def _idle(self, stop: asyncio.Event, woken: asyncio.Event, idle_sleep: float) -> None:
+        """Wait with nothing to run: until stop, a wake-up from this process, another
+        connection's commit (SQLite's data_version, looked at every WATCH_SECONDS), or
+        idle_sleep, the backstop."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + idle_sleep
+        version = self.ctx.data_version()
+        signals = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(woken.wait())]
+        try:
+            while (remaining := deadline - loop.time()) > 0:
+                watch = remaining if version is None else min(remaining, WATCH_SECONDS)
+                done, _ = await asyncio.wait(
+                    signals, timeout=watch, return_when=asyncio.FIRST_COMPLETED
+                )
+                if done:
+                    return
+                if version is not None and self.ctx.data_version() not in (None, version):
+                    return
+        finally:
+            for signal in signals:
+                signal.cancel()
 
     async def _purge_finished(self) -> None:
         """At start and then every hour, delete finished work past keeping (retention.py)."""

@@ -15,6 +15,7 @@ from activitypub.vocab import AS_CONTEXT, PUBLIC, addresses
 from fediverse_stories import queue
 from fediverse_stories.context import Context
 from fediverse_stories.db.models import Activity, Actor, Follow, FollowState, Job
+from fediverse_stories.wakeup import mark_queued
 
 
 def new_activity_id(ctx: Context) -> str:
@@ -100,6 +101,7 @@ async def enqueue_deliveries(
         # One executemany, not thousands of ORM objects: a story to 1,000 instances is 1,000
         # jobs (bench/fanout.py).
         await session.execute(insert(Job), list(jobs.values()))
+        mark_queued(session, ctx.wakeup)
     return len(jobs)
 
 

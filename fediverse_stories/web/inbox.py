@@ -154,6 +154,8 @@ async def inbox(request: Request) -> Response:
     except IntegrityError:
         return Response(status_code=202)  # the same activity raced in twice: one row, one effect
     if intake.stored:
+        if intake.queued:
+            ctx.wakeup.notify()
         return Response(status_code=202)
     if intake.refused:
         return refuse(403, intake.refused)
@@ -195,6 +197,7 @@ class Intake:
     cached: Actor | None = None
     health: Domain | None = None
     stored: bool = False
+    queued: bool = False  # stored now, with its job (not a duplicate)
 
 
 def _intake(
@@ -235,7 +238,7 @@ def _intake(
         else:
             if not reading.stored:
                 inbox_intake.store(connection, activity, key_id, body, ctx.clock())
-            return Intake(stored=True)
+            return Intake(stored=True, queued=not reading.stored)
     # The general path's reading, through the ORM on the same connection and transaction.
     with Session(bind=connection, expire_on_commit=False) as session:
         refused = domains.refusal(session, host_of(key_id))
@@ -366,12 +369,15 @@ def _verify_with(ctx: Context, request: Request, body: bytes, key: PublicKey) ->
 async def _store(ctx: Context, activity: dict[str, Any], key_id: str, body: bytes) -> None:
     """The general path's store: once, with its job, in one transaction (a replay is a no-op)."""
 
-    def step(connection: Connection) -> None:
-        if not inbox_intake.stored(connection, activity["id"], key_id):
-            inbox_intake.store(connection, activity, key_id, body, ctx.clock())
+    def step(connection: Connection) -> bool:
+        if inbox_intake.stored(connection, activity["id"], key_id):
+            return False
+        inbox_intake.store(connection, activity, key_id, body, ctx.clock())
+        return True
 
     try:
-        await ctx.on_connection(step)
+        if await ctx.on_connection(step):
+            ctx.wakeup.notify()
     except IntegrityError:
         return  # the same activity raced in twice: one row, one effect
 
