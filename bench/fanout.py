@@ -434,9 +434,7 @@ def helpers_hwm_mb(pid: int) -> float:
 
 
 def prepare(workdir: Path) -> dict[str, Any]:
-    instance = Instance(
-        workdir, "fanout", signing_processes=str(CORES)
-    )
+    instance = Instance(workdir, "fanout", signing_processes=str(CORES))
     instance.init()
     author = asyncio.run(_author(instance))
     key_file = workdir / "fanout-key.json"
@@ -729,16 +727,43 @@ WHERE_THE_TIME_GOES = [
     "that cost `serve` about 0.22 s, and the wall time was no better (0.91-1.06 s); reverted "
     "as more moving parts for nothing. One signing process instead of two: no better.",
     "",
-    "Where the rest goes: `serve` spends about 0.5-0.6 ms of CPU per delivery on one core "
-    "(py-spy: connecting and aiohttp about a third, the database steps about a quarter, the "
-    "event loop a tenth). It runs about two thirds of the wall time and spends most of the "
-    "rest runnable but waiting for a core (0.15-0.3 s per fan-out in /proc/PID/schedstat's "
-    "run delay), which the sinks and the signing processes share with it: the fan-out is "
-    "bound by `serve`'s CPU on a 2-core machine. The bare script spends about as much CPU "
-    "per delivery in all, but in two processes, and its first POST leaves at once where ours "
-    "leaves about 0.1 s after the publish (its 1,000 jobs written, then the worker's poll). "
-    "Also tried: the signing processes at nice 10 (less run delay for `serve`, 0.14-0.19 s, "
-    "no clear change in wall time). Several `worker` processes on PostgreSQL are the scale "
-    "path for more.",
+    "Where the rest went then: `serve` spent about 0.5-0.6 ms of CPU per delivery on one "
+    "core (py-spy: connecting and aiohttp about a third, the database steps about a quarter, "
+    "the event loop a tenth), runnable but waiting for a core 0.15-0.3 s per fan-out "
+    "(/proc/PID/schedstat's run delay), and its first POST left about 0.1 s after the "
+    "publish. Also tried: the signing processes at nice 10 (less run delay for `serve`, "
+    "0.14-0.19 s, no clear change in wall time).",
+    "",
+    "7. The next session (the same harness, and the CPU table above, new then): the batched "
+    "steps (`GroupStep`) ran an ORM session per batch: they run on the kept Core connection "
+    "now. The worker ran about 130 empty claims per fan-out at its tail (179 claims for "
+    "1,000 jobs, traced: once the queue was drained, one per finished job): a claim that saw "
+    "every due job now holds off the next one for 50 ms unless new jobs wake the worker. "
+    "Per POST: the body's digest once per activity and batch, the guard vetting the URL "
+    "already split, HTTP dates and IP literals cached, no cookie jar. The signing processes "
+    "answered a burst of 32 signatures in one write, so the first deliveries waited for the "
+    "burst's last signature: they answer every 8 now (first receipt 0.14-0.19 s -> "
+    "0.08-0.12 s after the publish). The worker wakes on the publish's commit (SQLite's "
+    "data_version, fediverse_stories/wakeup.py), so this benchmark no longer shortens its "
+    "poll. Ratio 0.56 -> 0.65 over 3 runs, on a machine about 1.7 times slower than in the "
+    "previous report (bare 0.50 -> 0.88 s).",
+    "",
+    "Where the rest goes now (the CPU table): `serve` spends less CPU per delivery (all of "
+    "the work but the RSA operation, the database included) than each bare process spends "
+    "per delivery with its signature, and the instance as a whole (`serve` and its signing "
+    "processes) about a third more than the bare script. Spread evenly over the two cores "
+    "with the sinks' share, our CPU would take about 1.0 s against the bare script's 0.8 s, "
+    "a ratio near 0.78. It is not spread evenly: all of it but the RSA operation runs in one "
+    "process on one core, where the bare script runs two, and that process waits for a core "
+    "part of the time (0.3-0.5 s of run delay per fan-out on this machine) behind the sinks "
+    "and the signing processes. Tried again and not kept: the helpers sending the POSTs as "
+    "well (`serve` 0.41-0.52 s of CPU, but each helper 0.58-0.75 s, as pipes, JSON and a "
+    "second event loop per delivery come on top; no better, with 64 or 128 jobs at once, "
+    "with or without SCHED_BATCH). Measured, not built: two `worker` processes on the "
+    "SQLite file beside `serve --no-worker` (each claim is exclusive through its guarded "
+    "UPDATE; every sink received exactly once): 1.27-1.56 s against 1.40-1.95 s for one "
+    "worker in the same minutes, about 10-15% less. The design keeps SQLite to one worker "
+    "today (its one writer is shared); that step, or several workers on PostgreSQL, is what "
+    "is left for this goal.",
     "",
 ]
