@@ -20,7 +20,7 @@ from typing import Any
 from fediverse_stories import queue, retention
 from fediverse_stories.context import Context
 from fediverse_stories.queue import ClaimedJob
-from fediverse_stories.wakeup import WATCH_SECONDS
+from fediverse_stories.wakeup import WATCH_SECONDS, listening
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,8 @@ class Worker:
     async def run_forever(self, stop: asyncio.Event) -> None:
         """Run jobs until `stop` is set; jobs in hand are then finished within the stop grace,
         and any still running after it are cancelled and released, never left claimed."""
-        await self._pump(stop=stop, max_jobs=None)
+        async with listening(self.ctx.engine, self.ctx.wakeup):  # other processes' jobs
+            await self._pump(stop=stop, max_jobs=None)
 
     async def _pump(self, *, stop: asyncio.Event | None, max_jobs: int | None) -> int:
         # A slot frees as soon as its job ends and is refilled at once: one slow peer holds one

@@ -32,6 +32,7 @@ from fediverse_stories.inbound.origin import NEEDS_OBJECT
 from fediverse_stories.queue import new_job
 from fediverse_stories.services import domains
 from fediverse_stories.services.errors import Invalid
+from fediverse_stories.wakeup import announce
 
 # Entries that can cover one host (itself, with and without port, and its parent domains); a
 # host with more labels than this fits takes the inbox's general path.
@@ -166,6 +167,7 @@ def store(
         },
     )
     _INSERT_JOB.insert(connection, new_job(now, "inbox", {"id": row_id}))
+    announce(connection)
 
 
 @lru_cache(maxsize=4096)

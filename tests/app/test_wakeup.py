@@ -19,7 +19,6 @@ from fediverse_stories.context import Context
 from fediverse_stories.db.engine import make_engine
 from fediverse_stories.db.models import InboxActivity, Job, JobState
 from fediverse_stories.worker import Worker
-from tests.support.databases import backend_name
 from tests.support.instances import InstanceFactory
 from tests.support.mastodon import ALICE, MastodonRemote
 
@@ -76,19 +75,14 @@ async def test_a_rolled_back_job_wakes_nothing_and_runs_nowhere(
     assert got["n"] == 2 and ran.empty()
 
 
-@pytest.mark.skipif(
-    backend_name() != "sqlite",
-    reason="another process's commit is seen through SQLite's data_version; on PostgreSQL an "
-    "idle worker still finds other processes' jobs at its next poll",
-)
-async def test_a_job_queued_by_another_process_wakes_an_idle_worker_on_sqlite(
+async def test_a_job_queued_by_another_process_wakes_an_idle_worker(
     instances: InstanceFactory,
 ) -> None:
     instance = await instances.start("http://a.test", env=HOUR)
     ran: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     async with idle_worker(instance.ctx, ran):
         # Another connection with nothing shared with the worker's Context, as a CLI command
-        # in its own process has.
+        # in its own process has: SQLite's data_version, PostgreSQL's NOTIFY tell the worker.
         other = Context.build(instance.settings)
         try:
             async with other.sessions.begin() as session:
