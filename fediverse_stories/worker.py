@@ -195,18 +195,22 @@ class Worker:
         idle_sleep, the backstop."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + idle_sleep
-        version = self.ctx.data_version()
+        watching = self.ctx.inline_sessions is not None  # SQLite
+        version = self.ctx.data_version()  # None while another writer holds the lock
         signals = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(woken.wait())]
         try:
             while (remaining := deadline - loop.time()) > 0:
-                watch = remaining if version is None else min(remaining, WATCH_SECONDS)
+                watch = min(remaining, WATCH_SECONDS) if watching else remaining
                 done, _ = await asyncio.wait(
                     signals, timeout=watch, return_when=asyncio.FIRST_COMPLETED
                 )
                 if done:
                     return
-                if version is not None and self.ctx.data_version() not in (None, version):
-                    return
+                if watching:
+                    now = self.ctx.data_version()
+                    if version is not None and now is not None and now != version:
+                        return
+                    version = version if version is not None else now
         finally:
             for signal in signals:
                 signal.cancel()
