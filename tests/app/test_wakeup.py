@@ -28,8 +28,10 @@ GUARD_SECONDS = 20
 
 
 @asynccontextmanager
-async def idle_worker(ctx: Context, ran: asyncio.Queue[dict[str, Any]]) -> AsyncIterator[None]:
-    """A worker that records each `record` job's payload, already idle when the block runs."""
+async def idle_worker(ctx: Context) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
+    """A worker, already idle when the block runs, that puts each `record` job's payload on
+    the queue the block gets."""
+    ran: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
 
     async def record(_: Context, payload: dict[str, Any]) -> None:
         await ran.put(payload)
@@ -39,7 +41,7 @@ async def idle_worker(ctx: Context, ran: asyncio.Queue[dict[str, Any]]) -> Async
     running = asyncio.create_task(worker.run_forever(stop))
     await asyncio.sleep(0.2)  # its first claim found nothing: it is idle now
     try:
-        yield
+        yield ran
     finally:
         stop.set()
         await running
@@ -50,8 +52,7 @@ async def test_a_job_queued_in_the_worker_s_process_runs_at_once(
 ) -> None:
     instance = await instances.start("http://a.test", env=HOUR)
     ctx = instance.ctx
-    ran: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    async with idle_worker(ctx, ran):
+    async with idle_worker(ctx) as ran:
         async with ctx.sessions.begin() as session:
             queue.enqueue(session, ctx, "record", {"n": 1})
         got = await asyncio.wait_for(ran.get(), GUARD_SECONDS)
@@ -63,8 +64,7 @@ async def test_a_rolled_back_job_wakes_nothing_and_runs_nowhere(
 ) -> None:
     instance = await instances.start("http://a.test", env=HOUR)
     ctx = instance.ctx
-    ran: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    async with idle_worker(ctx, ran):
+    async with idle_worker(ctx) as ran:
         with pytest.raises(RuntimeError):
             async with ctx.sessions.begin() as session:
                 queue.enqueue(session, ctx, "record", {"n": 1})
@@ -79,8 +79,7 @@ async def test_a_job_queued_by_another_process_wakes_an_idle_worker(
     instances: InstanceFactory,
 ) -> None:
     instance = await instances.start("http://a.test", env=HOUR)
-    ran: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    async with idle_worker(instance.ctx, ran):
+    async with idle_worker(instance.ctx) as ran:
         # Another connection with nothing shared with the worker's Context, as a CLI command
         # in its own process has: SQLite's data_version, PostgreSQL's NOTIFY tell the worker.
         other = Context.build(instance.settings)
