@@ -1,8 +1,9 @@
 """The durable job queue in the database: enqueue, claim under a lease, finish, retry, give up.
 
-On PostgreSQL, any number of workers claim with `FOR UPDATE SKIP LOCKED`; on SQLite one
-in-process worker claims with a guarded UPDATE. A job whose worker died is claimed again once
-its lease has expired, so delivery is at least once.
+On PostgreSQL, any number of workers claim with `FOR UPDATE SKIP LOCKED`; on SQLite (the
+in-process worker, or `worker` processes on one machine's file) each claim is an UPDATE guarded
+by the claimable test, which makes it exclusive under SQLite's one write lock. A job whose
+worker died is claimed again once its lease has expired, so delivery is at least once.
 """
 
 from __future__ import annotations

@@ -574,12 +574,7 @@ SIGKILL_HOSTS = 6
 def test_fault_4_a_worker_killed_with_sigkill_while_it_holds_a_claimed_job(
     database_templates: DatabaseTemplates, tmp_path: Path
 ) -> None:
-    if backend_name() != "postgresql":
-        pytest.skip(
-            "worker processes on one queue need PostgreSQL (FOR UPDATE SKIP LOCKED); SQLite runs "
-            "one in-process worker, whose death between a 2xx and its record is the test above"
-        )
-    from tests.scale.cluster import cluster, sink, wait_for
+    from tests.scale.cluster import cluster, payload_of, sink, wait_for
 
     with (
         sink(tmp_path, first=240, count=SIGKILL_HOSTS, delay=1.5) as peers,
@@ -590,14 +585,14 @@ def test_fault_4_a_worker_killed_with_sigkill_while_it_holds_a_claimed_job(
         (victim,) = site.start([site.base_port], workers=1)
         url = site.publish("amina", "Killed while holding jobs")
         prefix = site.worker_prefix(victim)
-        claimed = "SELECT id, payload FROM jobs WHERE state = 'claimed' AND claimed_by LIKE $1"
-        wait_for(lambda: site.sql(claimed, prefix + "%"), "the worker to hold a claimed job")
+        claimed = "SELECT id, payload FROM jobs WHERE state = 'claimed' AND claimed_by LIKE :prefix"
+        wait_for(lambda: site.sql(claimed, prefix=prefix + "%"), "the worker to hold a claimed job")
         os.kill(victim.pid, signal.SIGKILL)
         victim.wait()
         killed_at = time.monotonic()
-        held = site.sql(claimed, prefix + "%")  # seen in the queue table after its death
+        held = site.sql(claimed, prefix=prefix + "%")  # seen in the queue table after its death
         assert held, "the killed worker held no job"
-        held_hosts = {urlsplit(json.loads(r["payload"])["inbox"]).netloc for r in held}
+        held_hosts = {urlsplit(payload_of(r)["inbox"]).netloc for r in held}
 
         (_restarted,) = site.start([], workers=1)
         pending = "SELECT count(*) AS n FROM jobs WHERE state IN ('queued', 'claimed')"
@@ -618,7 +613,7 @@ def test_fault_4_a_worker_killed_with_sigkill_while_it_holds_a_claimed_job(
         assert {r["state"] for r in rows} == {"done"}
         assert all(r["lease_until"] is None for r in rows)
         record(
-            "SIGKILL of a worker process holding claimed jobs (PostgreSQL)",
+            "SIGKILL of a worker process holding claimed jobs",
             lost=len(lost),
             duplicated=sum(n - 1 for n in copies.values()),
             retries=sum(r["attempts"] - 1 for r in rows),
@@ -1013,10 +1008,7 @@ ACTOR_DELETE = (
 
 @pytest.mark.parametrize(
     "when",
-    [
-        pytest.param(w)
-        for w in ACTOR_ORDERS
-    ],
+    [pytest.param(w) for w in ACTOR_ORDERS],
 )
 async def test_fault_7_an_actor_deleted_while_its_activities_are_queued(
     instances: InstanceFactory, when: str

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import signal
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from tests.scale.cluster import Cluster, SinkProcess, cluster, needs_postgresql, sink, wait_for
+from tests.scale.cluster import Cluster, SinkProcess, cluster, payload_of, sink, wait_for
 from tests.support.databases import DatabaseTemplates
 
-pytestmark = [pytest.mark.slow, needs_postgresql]
+pytestmark = pytest.mark.slow
 
 HOSTS = 4
 
@@ -66,6 +65,6 @@ def test_sigterm_releases_jobs_that_outlast_the_stop_grace(
         assert [(r["state"], r["claimed_by"], r["lease_until"], r["attempts"]) for r in rows] == [
             ("queued", None, None, 0)
         ] * HOSTS
-        assert {json.loads(r["payload"])["inbox"] for r in rows} == {
+        assert {payload_of(r)["inbox"] for r in rows} == {
             f"http://{netloc}/inbox" for netloc in peers.netlocs
         }
