@@ -5,10 +5,14 @@ each of 1,000 loopback "instances" (host:port pairs served by bench/fanout_sink.
 verifies every signature and counts receipts per instance and activity id); each follower has
 the instance's shared inbox, so one publish expands into 1,000 delivery jobs. The app side is
 `serve` with its in-process worker, warmed up by one untimed fan-out, then timed from the
-Create's `created_at` (stored in the publish transaction) to the last receipt at the sinks. The
-bare side is bench/bare_fanout.py, signing and POSTing the same body to the same inboxes with
-aiohttp in one process per core, timed from its common start to the last receipt. Variants run
-the app's Worker with one part changed (bench/fanout_worker.py).
+Create's `created_at` (stored in the publish transaction) to the last receipt at the sinks;
+then the same with the layout that puts every core to work (README "Scaling out"): `serve
+--no-worker` beside one `fediverse-stories worker` process per core on the same SQLite file.
+The bare side is bench/bare_fanout.py, signing and POSTing the same body to the same inboxes
+with aiohttp in one process per core, timed from its common start to the last receipt, once
+before the app's rounds and once after them: a run's ceiling is the mean of the two, so the
+machine's drift within a run weighs on both sides alike. Variants run the app's Worker with
+one part changed (bench/fanout_worker.py).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import Any
 import httpx
 
 from .common import (
+    COMMAND,
     CORES,
     PY,
     ROOT,
@@ -58,6 +63,11 @@ SIGN_SECONDS = 1.0
 # every connection anew, as the bare script does.
 KEEPALIVE_SECONDS = 5.5
 
+# The layout with one `worker` per core: each gets its share of the cores for signing (README
+# "Scaling out"), so their helpers are one per core in all, as for one `serve`.
+SCALED_WORKERS = CORES
+SCALED_SIGNING = max(1, CORES // SCALED_WORKERS)
+
 # (name, what it is, bench.fanout_worker --client, its --concurrency, signing processes
 # each, worker processes)
 Variant = tuple[str, str, str, int, int, int]
@@ -80,16 +90,6 @@ VARIANTS: list[Variant] = [
         1,
     ),
     ("32-jobs", "32 jobs at once (the default before)", "own", 32, CORES, 1),
-    (
-        "two-workers",
-        f"{CORES} `worker` processes on the one SQLite file, each with "
-        f"{max(1, CORES // 2)} signing process(es) (claims exclusive through their guarded "
-        "UPDATE; not a set-up the design supports on SQLite today: measured for the next step)",
-        "own",
-        64,
-        max(1, CORES // 2),
-        CORES,
-    ),
 ]
 
 PARAGRAPH = (
@@ -357,18 +357,22 @@ def warm_up(instance: Instance, the_sinks: Sinks, workdir: Path, title: str) -> 
 
 
 def app_round(
-    instance: Instance, the_sinks: Sinks, workdir: Path, title: str, sender: int | None = None
+    instance: Instance,
+    the_sinks: Sinks,
+    workdir: Path,
+    title: str,
+    senders: list[int] | None = None,
 ) -> dict[str, Any]:
     """Publish one story with the app's worker running; time it to the last receipt. With
-    `sender` (the pid of the process that delivers), the CPU each party spent in the round."""
+    `senders` (the pids of the processes that deliver), the CPU each party spent in the round."""
     the_sinks.reset()
-    helpers = children_of(sender) if sender else []
-    before = _cpu(the_sinks, sender, helpers)
+    helpers = [child for pid in senders or [] for child in children_of(pid)]
+    before = _cpu(the_sinks, senders, helpers)
     publish(instance, workdir, title)
     create = asyncio.run(_latest_create(instance))
     result = wait_receipts(the_sinks, create["id"], create["created"])
-    if sender:
-        after = _cpu(the_sinks, sender, helpers)
+    if senders:
+        after = _cpu(the_sinks, senders, helpers)
         result["cpu"] = {party: after[party] - before[party] for party in after}
     result["jobs"] = asyncio.run(_latest_create(instance))["jobs"]
     result["exactly_once"] = exactly_once(result)
@@ -376,11 +380,11 @@ def app_round(
     return result
 
 
-def _cpu(the_sinks: Sinks, sender: int | None, helpers: list[int]) -> dict[str, float]:
-    if not sender:
+def _cpu(the_sinks: Sinks, senders: list[int] | None, helpers: list[int]) -> dict[str, float]:
+    if not senders:
         return {}
     return {
-        "sender": cpu_seconds(sender),
+        "sender": sum(cpu_seconds(pid) for pid in senders),
         "helpers": sum(cpu_seconds(pid) for pid in helpers),
         "sinks": the_sinks.cpu(),
     }
@@ -405,6 +409,62 @@ def bare_round(the_sinks: Sinks, spec: Path) -> dict[str, Any]:
     result["statuses"] = bare["statuses"]
     result["cpu"] = {"sender": bare["cpu"], "helpers": 0.0, "sinks": the_sinks.cpu() - sinks_before}
     result["exactly_once"] = exactly_once(result)
+    return result
+
+
+def bare_rounds(the_sinks: Sinks, spec: Path, before: dict[str, Any]) -> dict[str, Any]:
+    """A second bare round after the app's, merged with the one `before` them: the ceiling is
+    the mean of the two times (and of their CPU), exactly once only if both were."""
+    after = bare_round(the_sinks, spec)
+    merged = dict(before)
+    merged["each"] = [before["seconds"], after["seconds"]]
+    merged["seconds"] = (before["seconds"] + after["seconds"]) / 2
+    merged["cpu"] = {
+        party: (before["cpu"][party] + after["cpu"][party]) / 2 for party in after["cpu"]
+    }
+    merged["exactly_once"] = before["exactly_once"] and after["exactly_once"]
+    return merged
+
+
+@contextmanager
+def worker_processes(instance: Instance, count: int, signing: int) -> Iterator[list[int]]:
+    """`count` `fediverse-stories worker` processes on the instance (`serve --no-worker`
+    beside them is the caller's), each with `signing` signing processes; their pids."""
+    env = instance.environ()
+    env["FEDIVERSE_STORIES_SIGNING_PROCESSES"] = str(signing)
+    with ExitStack() as stack:
+        started = []
+        for n in range(count):
+            err = instance.dir / f"worker-{n}.err"
+            err.write_bytes(b"")
+            process = subprocess.Popen(
+                [COMMAND, "worker"],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=open(err, "ab"),
+                cwd=instance.dir,
+            )
+            stack.callback(stop, process)
+            started.append((process, err))
+        deadline = time.monotonic() + 60
+        for process, err in started:
+            while "Worker running" not in err.read_text():
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"a worker did not start: {err.read_text()[-2000:]}")
+                time.sleep(0.05)
+        yield [process.pid for process, _ in started]
+
+
+def scaled_round(instance: Instance, the_sinks: Sinks, workdir: Path, run: int) -> dict[str, Any]:
+    """The timed fan-out with `serve --no-worker` and one `worker` per core (warmed up first)."""
+    with (
+        instance.serving("--no-worker"),
+        worker_processes(instance, SCALED_WORKERS, SCALED_SIGNING) as pids,
+    ):
+        warm_up(instance, the_sinks, workdir, f"Scaled warm-up {run}")
+        result = app_round(instance, the_sinks, workdir, f"Scaled fan-out {run}", senders=pids)
+        result["hwm_mb"] = max(vm_hwm_mb(pid) for pid in pids)
     return result
 
 
@@ -487,16 +547,19 @@ def one_run(
     prepared: dict[str, Any], the_sinks: Sinks, workdir: Path, run: int, out: dict[str, Any]
 ) -> None:
     instance: Instance = prepared["instance"]
+    spec: Path = prepared["spec"]
+    first_bare = bare_round(the_sinks, spec)
     with instance.serving() as serve:
         warm_up(instance, the_sinks, workdir, f"Warm-up {run}")
-        app = app_round(instance, the_sinks, workdir, f"Fan-out run {run}", sender=serve.pid)
+        app = app_round(instance, the_sinks, workdir, f"Fan-out run {run}", senders=[serve.pid])
         out["serve_hwm_mb"] = max(out.get("serve_hwm_mb", 0.0), vm_hwm_mb(serve.pid))
         out["signing_hwm_mb"] = max(out.get("signing_hwm_mb", 0.0), helpers_hwm_mb(serve.pid))
-    body = app.pop("body")
-    out["body_bytes"] = len(body.encode())
-    spec = write_spec(workdir, prepared["author"], the_sinks.netlocs, body)
-    bare = bare_round(the_sinks, spec)
+    app.pop("body")
+    scaled = scaled_round(instance, the_sinks, workdir, run)
+    scaled.pop("body")
+    bare = bare_rounds(the_sinks, spec, first_bare)
     out["app"].append(app)
+    out["scaled"].append(scaled)
     out["bare"].append(bare)
     out["sign_rate"].append(signing_rate(prepared["author"]["private_key_pem"]))
     for variant in VARIANTS:
@@ -504,7 +567,8 @@ def one_run(
         result.pop("body")
         out["variants"].setdefault(variant[0], []).append(result)
     print(
-        f"run {run}: app {app['seconds']:.2f} s, bare {bare['seconds']:.2f} s, "
+        f"run {run}: app {app['seconds']:.2f} s, scaled {scaled['seconds']:.2f} s, "
+        f"bare {bare['seconds']:.2f} s, "
         + ", ".join(f"{k} {v[-1]['seconds']:.2f} s" for k, v in out["variants"].items()),
         flush=True,
     )
@@ -512,15 +576,24 @@ def one_run(
 
 def run(workdir: Path, runs: int = 3) -> dict[str, Any]:
     prepared = prepare(workdir)
-    out: dict[str, Any] = {"app": [], "bare": [], "sign_rate": [], "variants": {}}
+    out: dict[str, Any] = {"app": [], "scaled": [], "bare": [], "sign_rate": [], "variants": {}}
+    instance: Instance = prepared["instance"]
     with sinks(workdir, prepared["key_file"]) as the_sinks:
         if len(set(the_sinks.netlocs)) != INSTANCES:
             raise RuntimeError(f"{len(set(the_sinks.netlocs))} sinks, not {INSTANCES}")
-        out["followers"] = asyncio.run(_insert_followers(prepared["instance"], the_sinks.netlocs))
+        out["followers"] = asyncio.run(_insert_followers(instance, the_sinks.netlocs))
+        # The bare script sends the body the app sends: one untimed fan-out to have it.
+        with instance.serving():
+            first = app_round(instance, the_sinks, workdir, "The body to send")
+        out["body_bytes"] = len(first["body"].encode())
+        prepared["spec"] = write_spec(workdir, prepared["author"], the_sinks.netlocs, first["body"])
         for n in range(runs):
             one_run(prepared, the_sinks, workdir, n + 1, out)
     out["ratio"] = [
         b["seconds"] / a["seconds"] for a, b in zip(out["app"], out["bare"], strict=True)
+    ]
+    out["scaled_ratio"] = [
+        b["seconds"] / a["seconds"] for a, b in zip(out["scaled"], out["bare"], strict=True)
     ]
     out["sign_bound"] = [INSTANCES / rate for rate in out["sign_rate"]]
     return out
@@ -552,8 +625,13 @@ def _checks(name: str, results: list[dict[str, Any]]) -> str:
 def section(r: dict[str, Any]) -> str:
     """BENCHMARKS.md's section for this benchmark."""
     ratio = stats(r["ratio"])["median"]
+    scaled_ratio = stats(r["scaled_ratio"])["median"]
     rate = stats(r["sign_rate"])["median"]
     bare = [r["bare"][i]["seconds"] for i in range(len(r["bare"]))]
+    layout = (
+        f"`serve --no-worker` + {SCALED_WORKERS} `worker` processes "
+        f"({SCALED_SIGNING} signing process each)"
+    )
     lines = [
         "## 2. Fan-out to 10,000 followers on 1,000 instances",
         "",
@@ -572,28 +650,38 @@ def section(r: dict[str, Any]) -> str:
         f"waits {KEEPALIVE_SECONDS} s for that round's idle connections to expire (so every "
         "connection is opened anew, as the bare script's are), then publishes the timed story: "
         "from the Create's `created_at` (stored in the publish transaction, before its 1,000 "
-        "jobs are written) to the last receipt. Bare: "
-        f"bench/bare_fanout.py, {CORES} processes (one per core) signing the same body the same "
-        f"way and POSTing it with aiohttp, {BARE_CONNECTIONS} requests in flight in total, timed "
-        "from their common start to the last receipt. Both ends are read from the sinks' clock.",
+        "jobs are written) to the last receipt. Then the same with the layout README "
+        f'"Scaling out" gives for using every core on SQLite: {layout}, on the same file. '
+        f"Bare: bench/bare_fanout.py, {CORES} processes (one per core) signing the same body the "
+        f"same way and POSTing it with aiohttp, {BARE_CONNECTIONS} requests in flight in total, "
+        "timed from their common start to the last receipt; it runs before the app's rounds "
+        "and again after them, and a run's ceiling is the mean of the two (the machine drifts "
+        "within a run). Both ends are read from the sinks' clock.",
         "",
         "| | wall time (s) |",
         "| --- | --- |",
-        f"| fediverse-stories `serve` | {fmt(_seconds(r['app']), 2)} |",
-        f"| bare aiohttp script, {CORES} processes | {fmt(bare, 2)} |",
+        f"| fediverse-stories `serve` (one process, the default) | {fmt(_seconds(r['app']), 2)} |",
+        f"| fediverse-stories, {layout} | {fmt(_seconds(r['scaled']), 2)} |",
+        f"| bare aiohttp script, {CORES} processes (mean of the rounds before and after) | "
+        f"{fmt(bare, 2)} |",
         f"| signing bound: {INSTANCES:,} RSA-2048 signatures at {rate:,.0f}/s on {CORES} cores "
         f"| {fmt(r['sign_bound'], 2)} |",
         "",
-        f"Ratio (bare time / app time): {fmt(r['ratio'], 2)}; goal >= 0.7: "
-        f"{'met' if ratio >= 0.7 else '**missed**'}. First receipt after the publish: app "
-        f"{fmt([a['first_after'] for a in r['app']], 2)} s.",
+        f"Ratio (bare time / app time), goal >= 0.7: one `serve` {fmt(r['ratio'], 2)}, "
+        f"{'met' if ratio >= 0.7 else '**missed**'}; {layout} {fmt(r['scaled_ratio'], 2)}, "
+        f"{'met' if scaled_ratio >= 0.7 else '**missed**'}. First receipt after the publish: "
+        f"`serve` {fmt([a['first_after'] for a in r['app']], 2)} s, "
+        f"the {SCALED_WORKERS} workers {fmt([a['first_after'] for a in r['scaled']], 2)} s. "
+        "Peak RSS of one of those worker processes: "
+        f"{max(a['hwm_mb'] for a in r['scaled']):.0f} MB.",
         "",
         *_cpu_table(r),
         "Exactly once (each of the 1,000 instances received the activity exactly once, nothing "
         "else arrived, nothing was refused):",
         "",
         _checks("app", r["app"]),
-        _checks("bare", r["bare"]),
+        _checks(f"{SCALED_WORKERS} workers", r["scaled"]),
+        _checks("bare (both rounds of each run)", r["bare"]),
         *(_checks(name, results) for name, results in r["variants"].items()),
         "",
         "### Side by side",
@@ -615,12 +703,17 @@ def section(r: dict[str, Any]) -> str:
 def _cpu_table(r: dict[str, Any]) -> list[str]:
     """Where the CPU went in the timed rounds: per delivery, per party, and the wall time the
     whole would take if it were spread evenly over every core."""
-    sides = [("`serve`", r["app"]), ("bare script", r["bare"])]
+    sides = [
+        ("`serve`", r["app"]),
+        (f"{SCALED_WORKERS} `worker` processes", r["scaled"]),
+        ("bare script", r["bare"]),
+    ]
     if not all("cpu" in result for _, results in sides for result in results):
         return []
     lines = [
-        f"CPU per delivery in the timed rounds (ms; /proc for `serve`, its signing processes "
-        f"and the sinks, the bare processes' own clocks from their common start), and the wall "
+        f"CPU per delivery in the timed rounds (ms; /proc for `serve` or the workers, their "
+        f"signing processes and the sinks, the bare processes' own clocks from their common "
+        f"start, mean of the two bare rounds), and the wall "
         f"time that CPU would take spread evenly over {CORES} cores:",
         "",
         "| | sender | its helper processes | sinks | all | spread over every core (s) |",
@@ -783,12 +876,25 @@ WHERE_THE_TIME_GOES = [
     "and the signing processes. Tried again and not kept: the helpers sending the POSTs as "
     "well (`serve` 0.41-0.52 s of CPU, but each helper 0.58-0.75 s, as pipes, JSON and a "
     "second event loop per delivery come on top; no better, with 64 or 128 jobs at once, "
-    "with or without SCHED_BATCH). Measured, not built: two `worker` processes on the "
+    "with or without SCHED_BATCH). Measured then: two `worker` processes on the "
     "SQLite file beside `serve --no-worker` (each claim is exclusive through its guarded "
     "UPDATE; every sink received exactly once): 1.27-1.56 s against 1.40-1.95 s for one "
-    "worker in the same minutes with the harness, about 10-15% less, and the `two-workers` "
-    "row of the table above (noisy: 0.93-1.72 s). The design keeps SQLite to one worker "
-    "today (its one writer is shared); that step, or several workers on PostgreSQL, is what "
-    "is left for this goal.",
+    "worker in the same minutes with the harness, about 10-15% less.",
+    "",
+    '8. The session after: that layout is supported now (README "Scaling out": several '
+    "`worker` processes on one machine's SQLite file; tests/scale runs it with a SIGKILL on "
+    "both backends) and has its own row in the first table, and the bare script runs before "
+    "and after the app's rounds (a run's ceiling is their mean: single bare rounds swung by "
+    "a third within a run). Measured with a harness (4 rounds per layout, interleaved, each "
+    "with its bare round): one worker 0.51-0.61 of the bare script, two workers with one "
+    "signing process each 0.65-0.71, two with two each about the same, two signing in "
+    "their own process 0.61, two with 32 jobs each 0.65. The two workers together spend "
+    "about a quarter more CPU than one (smaller group-commit batches, both claiming, "
+    "SQLite's lock taken in turn), so they gain less than the second core. Tried and not "
+    "kept: every GroupStep's items sharing one transaction per batch (a delivery's record "
+    "and the previous one's close commit together: the fan-out's commits went from about "
+    "280 to 140 per worker), which moved neither the CPU nor the wall time beyond the "
+    "noise; the publish itself, measured: its transaction writes the 1,000 jobs in about "
+    "40 ms of the 0.09 s before the first receipt.",
     "",
 ]
