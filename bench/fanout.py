@@ -189,7 +189,13 @@ class Sinks:
 
     def status(self) -> dict[str, Any]:
         """The current round merged over every sink process (each owns distinct instances)."""
-        merged: dict[str, Any] = {"activities": {}, "refused": {}, "first": 0.0, "last": 0.0}
+        merged: dict[str, Any] = {
+            "activities": {},
+            "refused": {},
+            "first": 0.0,
+            "last": 0.0,
+            "times": [],
+        }
         for port in self.controls:
             part = httpx.get(f"http://127.0.0.1:{port}/status", timeout=10).json()
             for activity_id, counts in part["activities"].items():
@@ -202,6 +208,7 @@ class Sinks:
                 firsts = [t for t in (merged["first"], part["first"]) if t]
                 merged["first"] = min(firsts)
             merged["last"] = max(merged["last"], part["last"])
+            merged["times"] += part["times"]
         return merged
 
 
@@ -327,6 +334,13 @@ def wait_receipts(the_sinks: Sinks, activity_id: str, started: float) -> dict[st
     return {
         "seconds": status["last"] - started,
         "first_after": status["first"] - started if status["first"] else None,
+        # When a tenth, half and nine tenths of the receipts had arrived (s after the start).
+        "deciles": {
+            str(share): times[min(len(times) - 1, int(len(times) * share / 10))] - started
+            for times in [sorted(status["times"])]
+            if times
+            for share in (1, 5, 9)
+        },
         "sinks": mine["sinks"],
         "receipts": mine["receipts"],
         "sinks_more_than_once": mine.get("sinks_more_than_once", 0),
@@ -414,13 +428,18 @@ def bare_round(the_sinks: Sinks, spec: Path) -> dict[str, Any]:
 
 def bare_rounds(the_sinks: Sinks, spec: Path, before: dict[str, Any]) -> dict[str, Any]:
     """A second bare round after the app's, merged with the one `before` them: the ceiling is
-    the mean of the two times (and of their CPU), exactly once only if both were."""
+    the mean of the two times (and of their CPU and timelines), exactly once only if both
+    were."""
     after = bare_round(the_sinks, spec)
     merged = dict(before)
     merged["each"] = [before["seconds"], after["seconds"]]
     merged["seconds"] = (before["seconds"] + after["seconds"]) / 2
     merged["cpu"] = {
         party: (before["cpu"][party] + after["cpu"][party]) / 2 for party in after["cpu"]
+    }
+    merged["first_after"] = (before["first_after"] + after["first_after"]) / 2
+    merged["deciles"] = {
+        share: (at + after["deciles"][share]) / 2 for share, at in before["deciles"].items()
     }
     merged["exactly_once"] = before["exactly_once"] and after["exactly_once"]
     return merged
@@ -675,6 +694,7 @@ def section(r: dict[str, Any]) -> str:
         "Peak RSS of one of those worker processes: "
         f"{max(a['hwm_mb'] for a in r['scaled']):.0f} MB.",
         "",
+        *_timeline_table(r, layout),
         *_cpu_table(r),
         "Exactly once (each of the 1,000 instances received the activity exactly once, nothing "
         "else arrived, nothing was refused):",
@@ -698,6 +718,27 @@ def section(r: dict[str, Any]) -> str:
         *WHERE_THE_TIME_GOES,
     ]
     return "\n".join(lines)
+
+
+def _timeline_table(r: dict[str, Any], layout: str) -> list[str]:
+    """When a tenth, half, nine tenths and all of the receipts had arrived: whether a side
+    loses its time at the start, at the end, or all along."""
+    sides = [("`serve`", r["app"]), (layout, r["scaled"]), ("bare script", r["bare"])]
+    if not all("deciles" in result for _, results in sides for result in results):
+        return []
+    lines = [
+        "Receipts over time (s after the start, by the sinks' clock; for the bare script the "
+        "mean of its two rounds in each run):",
+        "",
+        "| | first | 10% | 50% | 90% | all |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, results in sides:
+        cells = [fmt([res["first_after"] for res in results], 2)]
+        cells += [fmt([res["deciles"][str(n)] for res in results], 2) for n in (1, 5, 9)]
+        cells.append(fmt(_seconds(results), 2))
+        lines.append(f"| {name} | {' | '.join(cells)} |")
+    return [*lines, ""]
 
 
 def _cpu_table(r: dict[str, Any]) -> list[str]:

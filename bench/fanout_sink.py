@@ -37,11 +37,13 @@ class Counts:
         self.refused: Counter[str] = Counter()
         self.first = 0.0
         self.last = 0.0
+        self.times: list[float] = []  # every receipt's arrival, for the round's timeline
 
     def add(self, sink: str, activity_id: str) -> None:
         now = time.time()
         self.first = self.first or now
         self.last = now
+        self.times.append(now)
         self.receipts[(sink, activity_id)] += 1
 
     def status(self) -> dict[str, Any]:
@@ -58,6 +60,7 @@ class Counts:
             "refused": dict(self.refused),
             "first": self.first,
             "last": self.last,
+            "times": self.times,
         }
 
 

