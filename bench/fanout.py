@@ -924,18 +924,25 @@ WHERE_THE_TIME_GOES = [
     "",
     '8. The session after: that layout is supported now (README "Scaling out": several '
     "`worker` processes on one machine's SQLite file; tests/scale runs it with a SIGKILL on "
-    "both backends) and has its own row in the first table, and the bare script runs before "
+    "both backends) and has its own row in the tables above, and the bare script runs before "
     "and after the app's rounds (a run's ceiling is their mean: single bare rounds swung by "
-    "a third within a run). Measured with a harness (4 rounds per layout, interleaved, each "
-    "with its bare round): one worker 0.51-0.61 of the bare script, two workers with one "
-    "signing process each 0.65-0.71, two with two each about the same, two signing in "
-    "their own process 0.61, two with 32 jobs each 0.65. The two workers together spend "
-    "about a quarter more CPU than one (smaller group-commit batches, both claiming, "
-    "SQLite's lock taken in turn), so they gain less than the second core. Tried and not "
-    "kept: every GroupStep's items sharing one transaction per batch (a delivery's record "
-    "and the previous one's close commit together: the fan-out's commits went from about "
-    "280 to 140 per worker), which moved neither the CPU nor the wall time beyond the "
-    "noise; the publish itself, measured: its transaction writes the 1,000 jobs in about "
-    "40 ms of the 0.09 s before the first receipt.",
+    "a third within a run). Measured with a harness (4-5 rounds per layout, interleaved, "
+    "each with its bare round): one worker 0.47-0.61 of the bare script, two workers with one "
+    "signing process each 0.63-0.71, two with two each or signing in their own process "
+    "about the same, two with 32 jobs each 0.65. The two workers together spend about a "
+    "quarter more CPU than one (smaller group-commit batches, both claiming, SQLite's lock "
+    "taken in turn), so they gain less than the second core. The new timeline table shows "
+    "where the rest goes: not at the start or the end but all along (the app's middle 80% "
+    "of receipts arrive at 730-1,000/s, the bare script's at 1,150-1,450/s), plus about "
+    "0.1 s more before the first tenth (the publish's own transaction writes the 1,000 jobs "
+    "in 35-40 ms of it; a Core insert instead of the ORM's bulk insert saved about 5 ms). "
+    "Changed: the collector. With gc.callbacks on the worker, one fan-out ran about 80 "
+    "young-generation and 8 older collections, 60-90 ms of its ~1 s of CPU (each finding the "
+    "jobs in flight alive); `serve` and `worker` now collect the young generation every "
+    "10,000 allocations instead of 700: 2 collections, 25 ms. And `worker` runs on uvloop, "
+    "as `serve` does under uvicorn (about 5% less CPU in 4 A/B rounds). Tried and not kept: "
+    "every GroupStep's items sharing one transaction per batch (a delivery's record and the "
+    "previous one's close commit together: the fan-out's commits went from about 280 to 140 "
+    "per worker), which moved neither the CPU nor the wall time beyond the noise.",
     "",
 ]

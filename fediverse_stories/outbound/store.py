@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
-from sqlalchemy import insert, select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from activitypub.vocab import AS_CONTEXT, PUBLIC, addresses
@@ -16,6 +16,8 @@ from fediverse_stories import queue
 from fediverse_stories.context import Context
 from fediverse_stories.db.models import Activity, Actor, Follow, FollowState, Job
 from fediverse_stories.wakeup import mark_queued
+
+_JOBS = cast(Table, Job.__table__)
 
 
 def new_activity_id(ctx: Context) -> str:
@@ -100,7 +102,8 @@ async def enqueue_deliveries(
     if jobs:
         # One executemany, not thousands of ORM objects: a story to 1,000 instances is 1,000
         # jobs (bench/fanout.py).
-        await session.execute(insert(Job), list(jobs.values()))
+        connection = await session.connection()
+        await connection.execute(insert(_JOBS), list(jobs.values()))
         mark_queued(session, ctx.wakeup)
     return len(jobs)
 
