@@ -1,12 +1,12 @@
 """Issue 7, must show 1: many web and worker processes on one database lose no job.
 
 Two `serve --no-worker` and three `worker` processes share one fresh database (PostgreSQL, or
-one SQLite file: both backends run it). A story goes to
-2,000 remote followers on 200 hosts (200 shared inboxes, one per host; every host is a distinct
-loopback address 127.0.0.N served by one sink process that verifies every signature with the
-key it fetches from our web processes). One worker is killed with SIGKILL while it holds claimed
-deliveries; once their lease expires another worker takes them. Every inbox gets a valid signed
-delivery, only the killed worker's jobs may arrive twice, the queue drains, nothing stays claimed.
+one SQLite file: both backends run it). A story goes to 2,000 remote followers on 200 hosts
+(200 shared inboxes, one per host; every host is a distinct loopback address 127.0.0.N served
+by one sink process that verifies every signature with the key it fetches from our web
+processes). One worker is killed with SIGKILL while it holds claimed deliveries; once their
+lease expires another worker takes them. Every inbox gets a valid signed delivery, only the
+killed worker's jobs may arrive twice, the queue drains, nothing stays claimed.
 """
 
 from __future__ import annotations
