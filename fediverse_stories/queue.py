@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from fediverse_stories.batching import GroupStep
 from fediverse_stories.context import Context
+from fediverse_stories.db.fast import FastStatement
 from fediverse_stories.db.models import Job, JobState
 from fediverse_stories.wakeup import mark_queued
 
@@ -99,16 +100,19 @@ _CLAIMED_COLUMNS = (
     _JOBS.c.host,
     _JOBS.c.claimed_by,
 )
+# Built once, and run on the DBAPI cursor on SQLite (db/fast.py): a fan-out claims hundreds
+# of times, and building the statements, or Core's execution around them, cost more than the SQL.
 _DUE = (
     select(_JOBS.c.id, _JOBS.c.host)
     .where(_claimable(bindparam("now")))
     .order_by(_JOBS.c.run_at, _JOBS.c.id)
     .limit(bindparam("scan"))
 )
+_DUE_ON_SQLITE = FastStatement(_DUE)
 # PostgreSQL: workers skip each other's candidates instead of waiting on them.
-_DUE_SKIP_LOCKED = _DUE.with_for_update(skip_locked=True)
+_DUE_SKIP_LOCKED = FastStatement(_DUE.with_for_update(skip_locked=True))
 # The WHERE repeats the claimable test: on SQLite it is what makes the claim exclusive.
-_CLAIM = (
+_CLAIM = FastStatement(
     update(_JOBS)
     .where(_JOBS.c.id.in_(bindparam("ids", expanding=True)), _claimable(bindparam("now")))
     .values(
@@ -154,20 +158,17 @@ async def claim_due(
     skip_locked = not ctx.settings.is_sqlite
     busy = busy_hosts or {}
 
-    # One step on a Core connection, with statements built once (a fan-out claims hundreds
-    # of times; building the statements and the ORM's bookkeeping cost more than the SQL).
+    # One step on a Core connection, with no ORM session (its bookkeeping cost more than the SQL).
     def claim_on(connection: Connection) -> Claim:
         scan = limit if per_host is None else limit * 4
-        due = _DUE_SKIP_LOCKED if skip_locked else _DUE
-        candidates = [
-            (row[0], row[1]) for row in connection.execute(due, {"now": now, "scan": scan})
-        ]
+        due = _DUE_SKIP_LOCKED if skip_locked else _DUE_ON_SQLITE
+        candidates = [(row[0], row[1]) for row in due.rows(connection, {"now": now, "scan": scan})]
         ids = _within_host_limits(candidates, limit, busy, per_host)
         saw_all = len(candidates) < scan and len(ids) == len(candidates)
         if not ids:
             return Claim([], saw_all)
-        claimed = connection.execute(
-            _CLAIM, {"ids": ids, "now": now, "lease": lease_until, "by": worker_id}
+        claimed = _CLAIM.rows(
+            connection, {"ids": ids, "now": now, "lease": lease_until, "by": worker_id}
         )
         return Claim([ClaimedJob(*row) for row in claimed], saw_all)
 
@@ -257,7 +258,7 @@ async def _close(ctx: Context, job: ClaimedJob, *, state: JobState, error: str |
     await _closer.run(ctx, (job, state, error, ctx.clock()))
 
 
-_CLOSE = (
+_CLOSE = FastStatement(
     update(_JOBS)
     .where(_JOBS.c.id == bindparam("job_id"), _JOBS.c.claimed_by == bindparam("by"))
     .values(
@@ -274,8 +275,8 @@ def _close_all(
 ) -> list[None]:
     """Close a batch of jobs: one UPDATE, executed once per job (only while the job is still
     this worker's: one whose lease went to another worker is not touched)."""
-    connection.execute(
-        _CLOSE,
+    _CLOSE.many(
+        connection,
         [
             {
                 "job_id": job.id,

@@ -19,6 +19,7 @@ from activitypub.errors import AddressRefused
 from activitypub.vocab import ACTIVITY_JSON
 from fediverse_stories.batching import GroupStep
 from fediverse_stories.context import Context
+from fediverse_stories.db.fast import FastStatement
 from fediverse_stories.db.models import Activity, Actor, Follow
 from fediverse_stories.services import domains
 from fediverse_stories.services.signing import SigningActor, auth_for
@@ -39,12 +40,17 @@ class _Prepared:
 
 _ACTIVITIES = cast(Table, Activity.__table__)
 _ACTORS = cast(Table, Actor.__table__)
-# Built once (a fan-out prepares hundreds of batches): only the columns a delivery needs.
-_BODIES = select(_ACTIVITIES.c.id, _ACTIVITIES.c.actor_id, _ACTIVITIES.c.raw).where(
-    _ACTIVITIES.c.id.in_(bindparam("ids", expanding=True))
+# Built once and run on the DBAPI cursor on SQLite (db/fast.py; a fan-out prepares hundreds of
+# batches): only the columns a delivery needs.
+_BODIES = FastStatement(
+    select(_ACTIVITIES.c.id, _ACTIVITIES.c.actor_id, _ACTIVITIES.c.raw).where(
+        _ACTIVITIES.c.id.in_(bindparam("ids", expanding=True))
+    )
 )
-_SIGNERS = select(_ACTORS.c.id, _ACTORS.c.uri, _ACTORS.c.key_id, _ACTORS.c.private_key_pem).where(
-    _ACTORS.c.id.in_(bindparam("ids", expanding=True))
+_SIGNERS = FastStatement(
+    select(_ACTORS.c.id, _ACTORS.c.uri, _ACTORS.c.key_id, _ACTORS.c.private_key_pem).where(
+        _ACTORS.c.id.in_(bindparam("ids", expanding=True))
+    )
 )
 
 
@@ -54,33 +60,33 @@ def _prepare_all(
     """For each (activity id, host): the activity, its signer, and whether the host is refused
     or unavailable. Four queries for the whole batch, whatever its size."""
     activities = {
-        row.id: row
-        for row in connection.execute(
-            _BODIES, {"ids": sorted({activity for activity, _ in wanted})}
+        activity_id: (actor_id, raw)
+        for activity_id, actor_id, raw in _BODIES.rows(
+            connection, {"ids": sorted({activity for activity, _ in wanted})}
         )
     }
     signers = {
-        row.id: SigningActor(*row)
-        for row in connection.execute(
-            _SIGNERS, {"ids": sorted({row.actor_id for row in activities.values()})}
+        row[0]: SigningActor(*row)
+        for row in _SIGNERS.rows(
+            connection, {"ids": sorted({actor_id for actor_id, _ in activities.values()})}
         )
     }
-    bodies = {activity_id: row.raw.encode() for activity_id, row in activities.items()}
+    bodies = {activity_id: raw.encode() for activity_id, (_, raw) in activities.items()}
     digests = {activity_id: make_digest(body) for activity_id, body in bodies.items()}
     hosts = {host for _, host in wanted}
     refused = domains.refusals(connection, hosts)
     unavailable = domains.unavailable_among(connection, hosts)
     prepared: list[_Prepared | Exception] = []
     for activity_id, host in wanted:
-        row = activities.get(activity_id)
-        if row is None:
+        found = activities.get(activity_id)
+        if found is None:
             prepared.append(GiveUp("the activity no longer exists"))
             continue
         reason = refused[host]
         if reason is None and host in unavailable:
             reason = f"{host} failed on 7 distinct days and is marked unavailable"
         prepared.append(
-            _Prepared(bodies[activity_id], digests[activity_id], signers[row.actor_id], reason)
+            _Prepared(bodies[activity_id], digests[activity_id], signers[found[0]], reason)
         )
     return prepared
 

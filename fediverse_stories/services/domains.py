@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import cast
 
 import httpx
 from sqlalchemy import Connection, Table, bindparam, select
@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 
 from activitypub.errors import WebFingerError
 from activitypub.webfinger import normalise_host
+from fediverse_stories.db.fast import FastStatement
 from fediverse_stories.db.models import Domain, DomainPolicy, InstanceValue, Job, JobState
 from fediverse_stories.services.errors import Invalid, NotFound
 
@@ -151,7 +152,13 @@ async def get_mode(session: AsyncSession) -> FederationMode:
 
 def mode_in(session: Session | Connection) -> FederationMode:
     """The federation mode, read in a synchronous session (the inbox's one-hop step)."""
-    return mode_from(session.execute(_MODE).scalar_one_or_none())
+    found = _MODE.rows(_connection(session), {})
+    return mode_from(found[0][0] if found else None)
+
+
+def _connection(session: Session | Connection) -> Connection:
+    """The Core connection to run a `FastStatement` on, in `session`'s transaction."""
+    return session if isinstance(session, Connection) else session.connection()
 
 
 def mode_from(stored: str | None) -> FederationMode:
@@ -280,22 +287,27 @@ def _policies_in(session: Session | Connection, entries: set[str]) -> dict[str, 
     """The policy of each of `entries` that has one."""
     if not entries:
         return {}
-    rows = session.execute(_POLICIES, {"entries": sorted(entries)})
-    return {name: DomainPolicy(policy) for name, policy in rows.all()}
+    rows = _POLICIES.rows(_connection(session), {"entries": sorted(entries)})
+    return {name: DomainPolicy(policy) for name, policy in rows}
 
 
-# Built once: every batch of deliveries runs them, and building a statement cost more than
-# running it.
+# Built once, and run on the DBAPI cursor on SQLite (db/fast.py): every batch of deliveries
+# runs them, and building a statement, or Core's execution around it, cost more than the SQL.
 _DOMAINS = cast(Table, Domain.__table__)
-_POLICIES = select(_DOMAINS.c.domain, _DOMAINS.c.policy).where(
-    _DOMAINS.c.domain.in_(bindparam("entries", expanding=True)),
-    _DOMAINS.c.policy != DomainPolicy.NONE,
+_POLICIES = FastStatement(
+    select(_DOMAINS.c.domain, _DOMAINS.c.policy).where(
+        _DOMAINS.c.domain.in_(bindparam("entries", expanding=True)),
+        _DOMAINS.c.policy != DomainPolicy.NONE,
+    )
 )
-_UNAVAILABLE = select(_DOMAINS.c.domain).where(
-    _DOMAINS.c.domain.in_(bindparam("domains", expanding=True)), _DOMAINS.c.unavailable.is_(True)
+_UNAVAILABLE = FastStatement(
+    select(_DOMAINS.c.domain).where(
+        _DOMAINS.c.domain.in_(bindparam("domains", expanding=True)),
+        _DOMAINS.c.unavailable.is_(True),
+    )
 )
 _VALUES = cast(Table, InstanceValue.__table__)
-_MODE = select(_VALUES.c.value).where(_VALUES.c.key == FEDERATION_MODE)
+_MODE = FastStatement(select(_VALUES.c.value).where(_VALUES.c.key == FEDERATION_MODE))
 
 
 # --- health ------------------------------------------------------------------------------------
@@ -351,15 +363,23 @@ def success_in(session: Session, host: str, now: datetime) -> None:
 
 
 _HEALTHY = {"failures_since": 0, "failure_days": 0, "first_failure_at": None}
+_SUCCESS_COLUMNS = ("domain", "policy", "last_success_at", *_HEALTHY, "unavailable")
 
 
 @functools.cache
-def _success_upsert(dialect: str) -> Any:
+def _success_upsert(dialect: str) -> FastStatement:
     """The upsert `successes_in` runs, built once per dialect."""
     insert = pg_insert(_DOMAINS) if dialect == "postgresql" else sqlite_insert(_DOMAINS)
-    return insert.on_conflict_do_update(
-        index_elements=["domain"],
-        set_={"last_success_at": insert.excluded.last_success_at, **_HEALTHY, "unavailable": False},
+    insert = insert.values({name: bindparam(name) for name in _SUCCESS_COLUMNS})
+    return FastStatement(
+        insert.on_conflict_do_update(
+            index_elements=["domain"],
+            set_={
+                "last_success_at": insert.excluded.last_success_at,
+                **_HEALTHY,
+                "unavailable": False,
+            },
+        )
     )
 
 
@@ -375,8 +395,8 @@ def successes_in(connection: Connection, successes: Iterable[tuple[str, datetime
             latest[domain] = now
     if not latest:
         return
-    connection.execute(
-        _success_upsert(connection.dialect.name),
+    _success_upsert(connection.dialect.name).many(
+        connection,
         [
             {
                 "domain": domain,
@@ -460,8 +480,8 @@ def unavailable_among(session: Session | Connection, hosts: Iterable[str]) -> se
             continue
     if not domains:
         return set()
-    found = session.execute(_UNAVAILABLE, {"domains": sorted(set(domains.values()))})
-    unavailable = set(found.scalars())
+    found = _UNAVAILABLE.rows(_connection(session), {"domains": sorted(set(domains.values()))})
+    unavailable = {domain for (domain,) in found}
     return {host for host, domain in domains.items() if domain in unavailable}
 
 
