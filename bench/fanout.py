@@ -29,6 +29,8 @@ from typing import Any
 
 import httpx
 
+from fediverse_stories.settings import Settings
+
 from .common import (
     COMMAND,
     CORES,
@@ -68,16 +70,19 @@ KEEPALIVE_SECONDS = 5.5
 SCALED_WORKERS = CORES
 SCALED_SIGNING = max(1, CORES // SCALED_WORKERS)
 
+# Jobs at once of the app's worker unless a variant says otherwise: its default setting.
+JOBS = Settings.worker_jobs
+
 # (name, what it is, bench.fanout_worker --client, its --concurrency, signing processes
 # each, worker processes)
 Variant = tuple[str, str, str, int, int, int]
 VARIANTS: list[Variant] = [
-    ("worker", "the app's delivery path as it is, in a `worker` process", "own", 64, CORES, 1),
+    ("worker", "the app's delivery path as it is, in a `worker` process", "own", JOBS, CORES, 1),
     (
         "httpx",
         "deliveries through httpx's request layer (the app before)",
         "httpx",
-        64,
+        JOBS,
         CORES,
         1,
     ),
@@ -85,11 +90,11 @@ VARIANTS: list[Variant] = [
         "sign-here",
         "signatures made in the worker process itself (0 signing processes)",
         "own",
-        64,
+        JOBS,
         0,
         1,
     ),
-    ("32-jobs", "32 jobs at once (the default before)", "own", 32, CORES, 1),
+    ("64-jobs", "64 jobs at once (the default before)", "own", 64, CORES, 1),
 ]
 
 PARAGRAPH = (
@@ -662,7 +667,7 @@ def section(r: dict[str, Any]) -> str:
         f"{r['body_bytes']:,} bytes. Every sink verifies every request (Cavage rsa-sha256 with "
         "the author's public key, Digest, the Host it was sent to) and counts receipts per "
         "instance and activity id. App: `fediverse-stories serve` with its in-process worker "
-        f"(64 jobs at once and {CORES} signing processes, the defaults here; the idle worker "
+        f"({JOBS} jobs at once and {CORES} signing processes, the defaults here; the idle worker "
         "sees the publish's commit through SQLite's data_version, its poll left at the "
         "default 1 s). Each run "
         "starts `serve`, sends one untimed fan-out (a running instance, not one just started), "

@@ -1,6 +1,6 @@
 """A delivery worker for the fan-out variants: the app's own Worker, with one part changed.
 
-    FEDIVERSE_STORIES_...=... python -m bench.fanout_worker --client own --concurrency 64
+    FEDIVERSE_STORIES_...=... python -m bench.fanout_worker --client own --concurrency 128
 
 Builds the instance's Context from the environment exactly as `fediverse-stories worker` does,
 except for what is named: `--client own` is the app's own (deliveries straight through aiohttp,
@@ -17,7 +17,7 @@ import asyncio
 import signal
 
 
-async def work(client_name: str, concurrency: int) -> None:
+async def work(client_name: str, concurrency: int | None) -> None:
     from activitypub.fetch import DEFAULT_LIMITS, make_guarded_client
     from fediverse_stories import jobs  # noqa: F401 - registers the job handlers
     from fediverse_stories.app import keep_startup_out_of_gc
@@ -53,7 +53,9 @@ async def work(client_name: str, concurrency: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--client", choices=["own", "httpx"], required=True)
-    parser.add_argument("--concurrency", type=int, default=64, help="jobs at once (Worker's)")
+    parser.add_argument(
+        "--concurrency", type=int, default=None, help="jobs at once (default: the setting's)"
+    )
     args = parser.parse_args()
     import uvloop
 

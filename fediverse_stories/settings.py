@@ -51,6 +51,8 @@ class Settings:
     follow_window_seconds: int = 300
     job_lease_seconds: int = 120
     worker_idle_sleep_seconds: float = 1.0
+    # Jobs one worker process runs at once (a fan-out's deliveries; at most 4 for one host).
+    worker_jobs: int = 128
     worker_stop_grace_seconds: float = 20.0
     done_jobs_kept_days: int = 7
     processed_activities_kept_days: int = 7
@@ -157,6 +159,7 @@ class Settings:
             follow_window_seconds=integer("FOLLOW_WINDOW_SECONDS", 300, 1) or 300,
             job_lease_seconds=integer("JOB_LEASE_SECONDS", 120, 1) or 120,
             worker_idle_sleep_seconds=number("WORKER_IDLE_SLEEP_SECONDS", 1.0),
+            worker_jobs=integer("WORKER_JOBS", cls.worker_jobs, 1) or cls.worker_jobs,
             worker_stop_grace_seconds=number("WORKER_STOP_GRACE_SECONDS", 20.0),
             done_jobs_kept_days=integer("DONE_JOBS_KEPT_DAYS", 7, 1) or 7,
             processed_activities_kept_days=integer("PROCESSED_ACTIVITIES_KEPT_DAYS", 7, 1) or 7,

@@ -66,18 +66,18 @@ def default_backoff(attempt: int) -> timedelta:
 
 
 class Worker:
-    """Runs due jobs, `concurrency` at a time."""
+    """Runs due jobs, `concurrency` at a time (by default the setting `worker_jobs`)."""
 
     def __init__(
         self,
         ctx: Context,
         *,
-        concurrency: int = 64,
+        concurrency: int | None = None,
         handlers: dict[str, Handler] | None = None,
         stop_grace_seconds: float | None = None,
     ) -> None:
         self.ctx = ctx
-        self.concurrency = concurrency
+        self.concurrency = ctx.settings.worker_jobs if concurrency is None else concurrency
         # After SIGTERM, jobs in hand get this long to finish; any still running are then
         # cancelled and released (queued again at once), not left claimed until their lease ends.
         self.stop_grace_seconds = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -122,6 +123,29 @@ async def test_a_job_whose_worker_died_is_claimed_again_after_its_lease(
     # The dead worker's late report no longer touches the job.
     await queue.finish(instance.ctx, claimed[0])
     assert (await job(instance.ctx, job_id)).state == JobState.CLAIMED
+
+
+async def test_a_worker_runs_as_many_jobs_at_once_as_its_setting_allows(
+    instances: InstanceFactory,
+) -> None:
+    instance = await instances.start("http://a.test", env={"FEDIVERSE_STORIES_WORKER_JOBS": "3"})
+    running: set[int] = set()
+    most = 0
+    go_on = asyncio.Event()
+
+    async def hold(ctx: Context, payload: dict[str, Any]) -> None:
+        nonlocal most
+        running.add(payload["n"])
+        most = max(most, len(running))
+        if len(running) == 3:
+            go_on.set()  # the slots are full: let them all finish
+        await go_on.wait()
+        running.discard(payload["n"])
+
+    ids = [await add_job(instance.ctx, "hold", {"n": n}) for n in range(7)]
+    assert await Worker(instance.ctx, handlers={"hold": hold}).run_until_idle() == 7
+    assert most == 3
+    assert {(await job(instance.ctx, job_id)).state for job_id in ids} == {JobState.DONE}
 
 
 async def test_unknown_job_kinds_are_given_up_with_a_reason(instances: InstanceFactory) -> None:
