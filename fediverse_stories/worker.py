@@ -110,6 +110,19 @@ class Worker:
         # slot, never a whole batch.
         running: dict[asyncio.Task[None], ClaimedJob] = {}
         total = 0
+        # Claim in groups (a quarter of the slots at least) rather than after every job: each
+        # claim is a transaction, and a fan-out runs thousands of jobs.
+        group = max(1, self.concurrency // 4)
+        # Set by a finishing job when the pump has something to do again (a group of slots
+        # free, or none running): waking on every job, and waiting on every running task each
+        # time, cost more than the claims (asyncio.wait adds and removes a callback per task).
+        freed = asyncio.Event()
+
+        def finished(task: asyncio.Task[None]) -> None:
+            running.pop(task, None)
+            if not running or self.concurrency - len(running) >= group:
+                freed.set()
+
         if stop is not None and self.ctx.signing is not None:
             await self.ctx.signing.start()  # a long-running worker will sign: be ready
         idle_sleep = self.ctx.settings.worker_idle_sleep_seconds
@@ -125,10 +138,9 @@ class Worker:
                 if stopping:
                     return total
                 claimed: list[ClaimedJob] = []
+                freed.clear()
                 free = self.concurrency - len(running)
-                # Claim in groups (a quarter of the slots at least) rather than after every
-                # job: each claim is a transaction, and a fan-out runs thousands of jobs.
-                wanted = free >= max(1, self.concurrency // 4) or (free and not running)
+                wanted = free >= group or (free and not running)
                 if woken.is_set():  # new jobs were committed: worth a claim at once
                     woken.clear()
                     next_claim_at = 0.0
@@ -148,7 +160,9 @@ class Worker:
                         if found.saw_all_due:
                             next_claim_at = loop.time() + min(CLAIM_AGAIN_SECONDS, idle_sleep)
                 for job in claimed:
-                    running[asyncio.create_task(self._run(job))] = job
+                    task = asyncio.create_task(self._run(job))
+                    running[task] = job
+                    task.add_done_callback(finished)
                 total += len(claimed)
                 if max_jobs is not None and total > max_jobs:
                     raise RuntimeError("the queue did not become idle")
@@ -157,14 +171,14 @@ class Worker:
                     # Not full: wake to claim again once the cool-down ends, else after idle_sleep.
                     cooling = next_claim_at - loop.time()
                     until_claim = cooling if cooling > 0 else idle_sleep
-                    waiters: set[asyncio.Future[Any]] = set(running)
-                    signals = [asyncio.ensure_future(stop.wait())] if stop is not None else []
+                    signals = [asyncio.ensure_future(freed.wait())]
+                    if stop is not None:
+                        signals.append(asyncio.ensure_future(stop.wait()))
                     if not full:  # a free slot: new jobs are worth waking for
                         signals.append(asyncio.ensure_future(woken.wait()))
-                    waiters.update(signals)
                     try:
-                        done, _ = await asyncio.wait(
-                            waiters,
+                        await asyncio.wait(
+                            signals,
                             return_when=asyncio.FIRST_COMPLETED,
                             timeout=None if full else until_claim,
                         )
@@ -172,8 +186,6 @@ class Worker:
                         for signal in signals:
                             if not signal.done():
                                 signal.cancel()
-                    for task in done:
-                        running.pop(task, None)  # type: ignore[call-overload]
                     continue
                 if stop is None:
                     return total
@@ -240,6 +252,7 @@ class Worker:
 
     async def _drain(self, running: dict[asyncio.Task[None], ClaimedJob]) -> None:
         """Let jobs in hand finish within the stop grace; cancel and release the rest."""
+        running = dict(running)  # a job leaves the pump's own dict as it ends
         _, late = await asyncio.wait(set(running), timeout=self.stop_grace_seconds)
         for task in late:
             task.cancel()
