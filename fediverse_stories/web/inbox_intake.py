@@ -10,7 +10,7 @@ SQLAlchemy's per-statement overhead, not SQL, was the cost (BENCHMARKS.md, "Inbo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
@@ -26,10 +26,9 @@ from fediverse_stories.db.models import (
     DomainPolicy,
     InboxActivity,
     InstanceValue,
-    Job,
 )
 from fediverse_stories.inbound.origin import NEEDS_OBJECT
-from fediverse_stories.queue import new_job
+from fediverse_stories.queue import INSERT_JOB, new_job
 from fediverse_stories.services import domains
 from fediverse_stories.services.errors import Invalid
 from fediverse_stories.wakeup import announce
@@ -101,9 +100,6 @@ _INSERT_ACTIVITY = FastStatement(
     )
 )
 
-_INSERT_JOB = FastStatement(
-    insert(Job).values({name: bindparam(name) for name in new_job(datetime.now(UTC), "", {})})
-)
 
 
 @dataclass(frozen=True)
@@ -166,7 +162,7 @@ def store(
             "received_at": now,
         },
     )
-    _INSERT_JOB.insert(connection, new_job(now, "inbox", {"id": row_id}))
+    INSERT_JOB.insert(connection, new_job(now, "inbox", {"id": row_id}))
     announce(connection)
 
 
