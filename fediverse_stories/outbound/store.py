@@ -5,19 +5,17 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterable
-from typing import Any, cast
+from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import Table, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from activitypub.vocab import AS_CONTEXT, PUBLIC, addresses
 from fediverse_stories import queue
 from fediverse_stories.context import Context
-from fediverse_stories.db.models import Activity, Actor, Follow, FollowState, Job
+from fediverse_stories.db.models import Activity, Actor, Follow, FollowState
 from fediverse_stories.wakeup import mark_queued
-
-_JOBS = cast(Table, Job.__table__)
 
 
 def new_activity_id(ctx: Context) -> str:

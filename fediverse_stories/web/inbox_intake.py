@@ -101,7 +101,6 @@ _INSERT_ACTIVITY = FastStatement(
 )
 
 
-
 @dataclass(frozen=True)
 class Reading:
     """What the inbox needs to know about one request, read in one statement."""
