@@ -950,4 +950,32 @@ WHERE_THE_TIME_GOES = [
     "previous one's close commit together: the fan-out's commits went from about 280 to 140 "
     "per worker), which moved neither the CPU nor the wall time beyond the noise.",
     "",
+    "9. The session after that, with a measure that does not swing: callgrind counting the "
+    "instructions of one worker process (bench.fanout_worker under valgrind, collection "
+    "switched on for the timed fan-out only), repeatable within about 1% where CPU time "
+    "swung by a quarter. The claims and the batched steps run on the DBAPI cursor on SQLite "
+    "now (fediverse_stories/db/fast.py's FastStatement, which learnt expanding IN lists, "
+    "executemany and RETURNING, with Core's SQL and value processing): the four steps at a "
+    "batch of 16 went from 466k to 344k instructions per delivery, the worker in one fan-out "
+    "from 1,712k to 1,596k. Jobs at once 64 -> 128 (now a setting, "
+    "FEDIVERSE_STORIES_WORKER_JOBS): traced at 64, a delivery spent about 4 ms in its "
+    "prepare step, 15 ms waiting for its signature, 28 ms on its POST and 4 + 4 ms recording "
+    "and closing, 55 jobs in flight on average and the event loop not saturated; in four "
+    "interleaved A/B sets (4-7 rounds each) 128 beat 64 in three (medians 0.63 -> 0.75, "
+    "0.59 -> 0.73, 0.64 -> 0.66; the fourth 0.67 -> 0.65), with less worker CPU per delivery "
+    "(fewer, larger batches); 192 and 256 were no better than 128. The pump no longer waits on "
+    "every running task after every finished job (asyncio.wait adds and removes a callback "
+    "on each): 1,602-1,618k -> 1,573-1,592k instructions per delivery. Tried and not kept: "
+    "claiming at an eighth of the slots instead of a quarter (0.73 against 0.75), and "
+    "signing processes answering every 2 signatures instead of 8 (0.66: more writes), and "
+    "the signing processes without SCHED_BATCH or only one of them (0.68 each, against 0.72 "
+    "in the same rounds). The publish's 1,000 jobs go in with one executemany on the DBAPI "
+    "cursor too (18-24 -> 15-17 ms in-process, part of every fan-out's head). "
+    "Where the rest goes now: traced at 128, a delivery waits about 33 ms for its signature "
+    "(a claim's burst of about 50 signatures queues at the two signing processes, which "
+    "wait for a core behind `serve` and the sinks) and 42 ms on its POST; the instance's "
+    "CPU per delivery, all processes together, is within a few percent of the bare script's "
+    "(the CPU table), and `serve`'s event loop is busy about 60% of the fan-out: what is "
+    "left is latency and how the work is spread over the two cores, not work done.",
+    "",
 ]
