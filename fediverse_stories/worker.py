@@ -114,8 +114,9 @@ class Worker:
         # claim is a transaction, and a fan-out runs thousands of jobs.
         group = max(1, self.concurrency // 4)
         # Set by a finishing job when the pump has something to do again (a group of slots
-        # free, or none running): waking on every job, and waiting on every running task each
-        # time, cost more than the claims (asyncio.wait adds and removes a callback per task).
+        # free, or none running). It used to wake after every job and wait on every running
+        # task each time (asyncio.wait adds and removes a callback on each): work per job that
+        # led to no claim (BENCHMARKS.md, section 2).
         freed = asyncio.Event()
 
         def finished(task: asyncio.Task[None]) -> None:
