@@ -30,6 +30,9 @@ HOSTS = 200
 FOLLOWERS_PER_HOST = 10
 LEASE_SECONDS = 5
 SINK_DELAY = 1.0  # every delivery takes a second: the kill reliably finds jobs in hand
+# Jobs each worker runs at once: well below a third of the deliveries, so the first two
+# workers to claim cannot take them all and leave the victim none.
+WORKER_JOBS = 32
 
 
 def test_a_story_reaches_2000_followers_on_200_inboxes_despite_a_killed_worker(
@@ -37,7 +40,12 @@ def test_a_story_reaches_2000_followers_on_200_inboxes_despite_a_killed_worker(
 ) -> None:
     with (
         sink(tmp_path, first=2, count=HOSTS, delay=SINK_DELAY) as peers,
-        cluster(database_templates, tmp_path, job_lease_seconds=str(LEASE_SECONDS)) as site,
+        cluster(
+            database_templates,
+            tmp_path,
+            job_lease_seconds=str(LEASE_SECONDS),
+            worker_jobs=str(WORKER_JOBS),
+        ) as site,
     ):
         site.cli("user", "add", "amina", "--role", "author")
         site.add_followers(
