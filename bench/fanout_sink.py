@@ -7,8 +7,9 @@ host:port is one remote instance with a shared inbox at /inbox), and prints the 
 netlocs as one JSON line once every socket listens. Each POST is verified as a real peer would
 (Cavage rsa-sha256 signature with the sender's public key from KEY.json, Digest checked, Host
 signed as sent) and counted per (sink, activity id); a request that fails is answered 401 and
-counted by reason. The control port (127.0.0.1) answers GET /healthz, POST /reset (a new round)
-and GET /status (the round's counts, JSON).
+counted by reason. The control port (127.0.0.1) answers GET /healthz, POST /reset (a new round),
+GET /progress (how many sinks each activity has reached, small enough to poll during a round)
+and GET /status (the round's counts and arrival times, JSON).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class Counts:
         self.receipts: Counter[tuple[str, str]] = Counter()
         self.refused: Counter[str] = Counter()
         self.first = 0.0
+        self.reached: Counter[str] = Counter()  # activity id -> distinct sinks that have it
         self.last = 0.0
         self.times: list[float] = []  # every receipt's arrival, for the round's timeline
 
@@ -45,6 +47,8 @@ class Counts:
         self.last = now
         self.times.append(now)
         self.receipts[(sink, activity_id)] += 1
+        if self.receipts[(sink, activity_id)] == 1:
+            self.reached[activity_id] += 1
 
     def status(self) -> dict[str, Any]:
         per_activity: dict[str, dict[str, int]] = {}
@@ -97,6 +101,8 @@ class Sinks:
         if request.path == "/reset":
             self.counts = Counts()
             return web.json_response({"ok": True})
+        if request.path == "/progress":
+            return web.json_response(self.counts.reached)
         if request.path == "/status":
             return web.json_response(self.counts.status())
         return web.json_response({"ok": True})
