@@ -121,10 +121,12 @@ def create_app(
             await ctx.close()
 
     routes = [
+        # First: the inbox is the busiest route, and the router tries routes in order (the 15
+        # before it cost about 5% of an inbox request's CPU). Its paths take only POST.
+        *inbox.routes,
         *wellknown.routes,
         *actors.routes,  # before pages: /users/NAME answers ActivityStreams JSON too
         *objects.routes,  # before pages: /stories/ID likewise
-        *inbox.routes,
         *comments.routes,
         *pages.routes,
         *auth.routes,

@@ -134,6 +134,11 @@ class FastStatement:
                 for name in dict.fromkeys(compiled.positiontup or ())
                 if compiled.binds[name].expanding
             )
+            for bind in compiled.literal_execute_params:
+                # Rendered into the SQL when the form is expanded (aggregate_strings' separator):
+                # only a value fixed in the statement can be, as forms are kept per list length.
+                if bind.required:
+                    raise TypeError(f"FastStatement cannot render the literal parameter {bind.key}")
             found = self._base[dialect.name] = (compiled, expanding)
         return found
 
@@ -143,10 +148,13 @@ class FastStatement:
         names = tuple(compiled.positiontup or ())
         sql = compiled.string
         sources: list[tuple[str, int | None]] = [(name, None) for name in names]
-        if expanding:
-            # SQLAlchemy renders the lists (an empty one as its own "no rows" form); the
-            # placeholder values only give their lengths.
-            sample: dict[str, Any] = dict.fromkeys(compiled.binds)
+        if expanding or compiled.literal_execute_params:
+            # SQLAlchemy renders the lists (an empty one as its own "no rows" form) and the
+            # literal parameters; the lists' placeholder values only give their lengths.
+            sample: dict[str, Any] = {
+                name: None if bind.required else bind.effective_value
+                for name, bind in compiled.binds.items()
+            }
             sample.update({name: [None] * n for name, n in zip(expanding, lengths, strict=True)})
             state = compiled.construct_expanded_state(sample)
             origin = {

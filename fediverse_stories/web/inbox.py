@@ -67,21 +67,25 @@ async def read_bounded(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)  # built in C; a repeated key shows as a shorter dict
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"duplicate key {key!r}")
+            seen.add(key)
+    return result
+
+
+# Built once: json.loads with a hook builds a new decoder on every call.
+_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicate_keys)
+
+
 def parse_activity(body: bytes) -> dict[str, Any]:
     """A JSON object with no duplicate keys and bounded nesting; ValueError otherwise."""
-
-    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        result = dict(pairs)  # built in C; a repeated key shows as a shorter dict
-        if len(result) != len(pairs):
-            seen: set[str] = set()
-            for key, _ in pairs:
-                if key in seen:
-                    raise ValueError(f"duplicate key {key!r}")
-                seen.add(key)
-        return result
-
     _check_depth(body)
-    document = json.loads(body.decode("utf-8"), object_pairs_hook=no_duplicates)
+    document = _DECODER.decode(body.decode("utf-8"))
     if not isinstance(document, dict):
         raise ValueError("the body is not a JSON object")
     if LONE_SURROGATE_ESCAPE.search(body):

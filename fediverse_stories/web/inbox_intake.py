@@ -14,7 +14,17 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import BindParameter, Connection, bindparam, func, insert, literal, select
+from sqlalchemy import (
+    BindParameter,
+    Connection,
+    String,
+    bindparam,
+    cast,
+    func,
+    insert,
+    literal,
+    select,
+)
 from sqlalchemy.orm import aliased
 
 from activitypub.keys import PublicKey, load_public_pem
@@ -49,15 +59,10 @@ def _read_statement(entries: int) -> FastStatement:
             select(InstanceValue.value)
             .where(InstanceValue.key == domains.FEDERATION_MODE)
             .scalar_subquery(),
-            # The most specific blocking entry: a longer entry is a more specific one.
-            select(Domain.domain)
-            .where(Domain.domain.in_(covering), Domain.policy == DomainPolicy.BLOCKED)
-            .order_by(func.length(Domain.domain).desc())
-            .limit(1)
-            .scalar_subquery(),
-            select(literal(1))
-            .where(Domain.domain.in_(covering), Domain.policy == DomainPolicy.ALLOWED)
-            .limit(1)
+            # Every covering entry with a policy, as "policy domain,...": one scan of domains
+            # (a scan per policy cost a third of the whole read).
+            select(func.aggregate_strings(cast(Domain.policy, String) + " " + Domain.domain, ","))
+            .where(Domain.domain.in_(covering), Domain.policy != DomainPolicy.NONE)
             .scalar_subquery(),
             select(InboxActivity.id)
             .where(
@@ -121,14 +126,12 @@ def read(connection: Connection, key_host: str, key_id: str, activity_id: str) -
     domain, entries = covering
     params: dict[str, Any] = dict(entries)
     params.update(uri=activity_id, key_id=key_id)
-    (mode, blocked_by, allowed, seen, uri, pem, suspended, *health), *_ = _READS[len(entries)].rows(
+    (mode, policies, seen, uri, pem, suspended, *health), *_ = _READS[len(entries)].rows(
         connection, params
     )
+    blocked_by, allowed = _policy_entries(policies)
     refused = domains.verdict(
-        domain,
-        blocked_by,
-        bool(allowed),
-        domains.mode_from(mode) == domains.FederationMode.ALLOWLIST,
+        domain, blocked_by, allowed, domains.mode_from(mode) == domains.FederationMode.ALLOWLIST
     )
     failures_since, unavailable, failure_days = health
     return Reading(
@@ -139,6 +142,19 @@ def read(connection: Connection, key_host: str, key_id: str, activity_id: str) -
         suspended=bool(suspended),
         health_to_reset=domains.has_failures(failures_since, unavailable, failure_days),
     )
+
+
+def _policy_entries(policies: str | None) -> tuple[str | None, bool]:
+    """From the read's "policy domain,..." list: the most specific blocking entry (the longest:
+    a host is longer than its parent domains), and whether any entry allows."""
+    blocked_by: str | None = None
+    allowed = False
+    for item in policies.split(",") if policies else ():
+        policy, _, entry = item.partition(" ")
+        if policy == DomainPolicy.BLOCKED and (blocked_by is None or len(entry) > len(blocked_by)):
+            blocked_by = entry
+        allowed = allowed or policy == DomainPolicy.ALLOWED
+    return blocked_by, allowed
 
 
 def stored(connection: Connection, activity_id: str, key_id: str) -> bool:

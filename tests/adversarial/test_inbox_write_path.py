@@ -14,7 +14,8 @@ import sqlite3
 import pytest
 from sqlalchemy import func, select
 
-from fediverse_stories.db.models import InboxActivity, Interaction, Job, JobState
+from fediverse_stories.db.models import DomainPolicy, InboxActivity, Interaction, Job, JobState
+from fediverse_stories.services import domains
 from tests.adversarial.conftest import SHARED_INBOX, Target
 from tests.support.databases import backend_name
 
@@ -90,3 +91,53 @@ async def test_an_activity_waits_for_another_writer_without_blocking_the_instanc
             await session.execute(select(InboxActivity.id).where(InboxActivity.uri == like["id"]))
         ).scalar_one_or_none()
     assert stored is not None
+
+
+POLICY_CASES = [
+    # (mode, {entry: policy}, the inbox's answer: None for 202, else the 403's reason)
+    ("open", {}, None),
+    ("open", {"evil.test": DomainPolicy.BLOCKED}, "domain evil.test is blocked"),
+    ("open", {"test": DomainPolicy.BLOCKED}, "domain test is blocked"),
+    # Both the host and its parent blocked: the most specific entry is named.
+    (
+        "open",
+        {"test": DomainPolicy.BLOCKED, "evil.test": DomainPolicy.BLOCKED},
+        "domain evil.test is blocked",
+    ),
+    ("open", {"evil.test": DomainPolicy.ALLOWED}, None),
+    ("allowlist", {}, "domain evil.test is not on the allowlist"),
+    ("allowlist", {"evil.test": DomainPolicy.ALLOWED}, None),
+    ("allowlist", {"test": DomainPolicy.ALLOWED}, None),
+    ("allowlist", {"other.test": DomainPolicy.ALLOWED}, "domain evil.test is not on the allowlist"),
+    # A block wins over an allow, whichever of the two is more specific.
+    (
+        "allowlist",
+        {"test": DomainPolicy.ALLOWED, "evil.test": DomainPolicy.BLOCKED},
+        "domain evil.test is blocked",
+    ),
+    (
+        "allowlist",
+        {"test": DomainPolicy.BLOCKED, "evil.test": DomainPolicy.ALLOWED},
+        "domain test is blocked",
+    ),
+    ("allowlist", {"evil.test": DomainPolicy.NONE}, "domain evil.test is not on the allowlist"),
+]
+
+
+@pytest.mark.parametrize(("mode", "entries", "reason"), POLICY_CASES)
+async def test_the_inbox_reads_the_domain_policy_as_the_rest_of_the_app_does(
+    target: Target, mode: str, entries: dict[str, DomainPolicy], reason: str | None
+) -> None:
+    # eve's key is cached, so her POST takes the one-read path (inbox_intake.read), whose
+    # verdict must be word for word the one domains.refusal gives everywhere else.
+    async with target.a.ctx.sessions.begin() as session:
+        await domains.set_mode(session, mode)
+        for entry, policy in entries.items():
+            await domains.set_policy(session, entry, policy)
+    assert await target.a.ctx.in_one_hop(lambda s: domains.refusal(s, "evil.test")) == reason
+    like = target.evil.activity("Like", target.story.uri)
+    response = await target.evil.post(target.client, SHARED_INBOX, like)
+    if reason is None:
+        assert response.status_code == 202, response.text
+    else:
+        await target.refused(response, 403, reason)

@@ -69,6 +69,18 @@ async def test_400_id_longer_than_2048(target: Target) -> None:
     await target.refused(response, 400, "no valid id")
 
 
+async def test_400_ids_that_are_not_urls_at_all(target: Target) -> None:
+    # urlsplit raises on an unclosed IPv6 literal: a malformed id, not a server error.
+    activity = target.evil.activity("Create", target.evil.note(target.story.uri, "<p>Hi</p>"))
+    activity["id"] = "http://[::1/activity"
+    response = await target.evil.post(target.client, SHARED_INBOX, activity)
+    await target.refused(response, 400, "no valid id")
+    activity = target.evil.activity("Create", target.evil.note(target.story.uri, "<p>Hi</p>"))
+    activity["object"]["id"] = "https://[bad/note"
+    response = await target.evil.post(target.client, SHARED_INBOX, activity)
+    await target.refused(response, 400, "the created object has no valid id")
+
+
 async def test_413_ten_mib_body_before_any_key_or_parse(target: Target) -> None:
     body = b'{"pad": "' + b"x" * (10 << 20) + b'"}'
     started = time.monotonic()

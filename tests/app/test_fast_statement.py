@@ -7,18 +7,30 @@ PostgreSQL it is Core itself, so these tests hold it to the same answers on both
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
+from typing import cast as typing_cast
 
 import pytest
-from sqlalchemy import Connection, Table, bindparam, insert, select, update
+from sqlalchemy import (
+    Connection,
+    String,
+    Table,
+    bindparam,
+    cast,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from fediverse_stories.db.fast import FastStatement
 from fediverse_stories.db.models import Domain, DomainPolicy, Job, JobState
 from tests.support.instances import InstanceFactory
 
-_DOMAINS = cast(Table, Domain.__table__)
-_JOBS = cast(Table, Job.__table__)
+_DOMAINS = typing_cast(Table, Domain.__table__)
+_JOBS = typing_cast(Table, Job.__table__)
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
 BLOCKED_AMONG = select(_DOMAINS.c.domain, _DOMAINS.c.policy).where(
@@ -180,3 +192,52 @@ async def test_a_failing_batch_raises_sqlalchemys_error_and_writes_nothing(
         lambda c: [row[0] for row in c.execute(select(_DOMAINS.c.domain)).all()]
     )
     assert "new.example" not in names  # the step's transaction rolled back as a whole
+
+
+async def test_a_literal_rendered_into_the_sql_reads_what_core_reads(
+    instances: InstanceFactory,
+) -> None:
+    # aggregate_strings' separator is rendered into the SQL, not bound: FastStatement renders
+    # it when it expands the statement, beside an expanding list.
+    policies = (
+        select(
+            func.aggregate_strings(cast(_DOMAINS.c.policy, String) + ":" + _DOMAINS.c.domain, "|")
+        )
+        .where(_DOMAINS.c.domain.in_(bindparam("names", expanding=True)))
+        .scalar_subquery()
+    )
+    statement = select(policies.label("policies"), literal(7).label("seven"))
+    ctx = (await instances.start("http://a.test")).ctx
+    await ctx.on_connection(add_domains)
+    fast = FastStatement(statement)
+    for names in (["d0.example", "d1.example", "d3.example"], ["d2.example"], []):
+
+        def both(connection: Connection, names: list[str] = names) -> tuple[Any, Any]:
+            core = [tuple(row) for row in connection.execute(statement, {"names": names})]
+            return fast.rows(connection, {"names": names}), core
+
+        got, core = await ctx.on_connection(both)
+        assert got == core
+        ((listed, seven),) = got
+        assert seven == 7
+        assert sorted((listed or "").split("|") if names else []) == sorted(
+            f"{policy}:{name}"
+            for name, policy in [
+                ("d0.example", "blocked"),
+                ("d1.example", "none"),
+                ("d2.example", "blocked"),
+                ("d3.example", "allowed"),
+            ]
+            if name in names
+        )
+
+
+async def test_a_literal_given_only_at_execution_is_refused(instances: InstanceFactory) -> None:
+    # A form is kept per list length: a literal given per call would be frozen at its first
+    # value, so FastStatement refuses it rather than run it wrong.
+    statement = select(_DOMAINS.c.domain).limit(bindparam("n", literal_execute=True))
+    ctx = (await instances.start("http://a.test")).ctx
+    if ctx.inline_sessions is None:
+        pytest.skip("on PostgreSQL FastStatement is Core itself")
+    with pytest.raises(TypeError, match="literal parameter n"):
+        await ctx.on_connection(lambda c: FastStatement(statement).rows(c, {"n": 1}))
