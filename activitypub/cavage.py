@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,7 +46,6 @@ HS2019 = "hs2019"
 CAVAGE_ALGORITHMS = frozenset({RSA_SHA256, HS2019})
 # Methods whose requests carry a body, so the signature must bind it through Digest.
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
 
 
 @dataclass(frozen=True)
@@ -60,49 +60,35 @@ class CavageSignature:
     expires: float | None = None
 
 
+# One `name=value` parameter and what follows it: a comma, or the end of the header. A value is
+# a quoted string (backslash escapes any character) or a token up to a comma or blank; no
+# blanks around "=". Matched from each parameter's start, so nothing can hide between them.
+_PARAM = re.compile(
+    r'[ \t]*([A-Za-z0-9_-]+)=(?:"([^"\\]*(?:\\.[^"\\]*)*)"|([^", \t][^, \t]*))[ \t]*(,|\Z)',
+    re.DOTALL,
+)
+_ESCAPE = re.compile(r"\\(.)", re.DOTALL)
+
+
 def _split_params(value: str) -> dict[str, str]:
     """name=value pairs of a Signature header, names lower-cased, duplicates refused."""
     params: dict[str, str] = {}
-    pos, end = 0, len(value)
+    pos = 0
     while True:
-        while pos < end and value[pos] in " \t":
-            pos += 1
-        start = pos
-        while pos < end and value[pos] in _NAME_CHARS:
-            pos += 1
-        name = value[start:pos].lower()
-        if not name or pos >= end or value[pos] != "=":
-            raise SignatureMalformed(f"expected name= at offset {start}")
-        pos += 1
-        if pos < end and value[pos] == '"':
-            pos += 1
-            chars: list[str] = []
-            while pos < end and value[pos] != '"':
-                if value[pos] == "\\" and pos + 1 < end:
-                    pos += 1
-                chars.append(value[pos])
-                pos += 1
-            if pos >= end:
-                raise SignatureMalformed(f"unterminated quoted value for {name}")
-            pos += 1
-            text = "".join(chars)
-        else:
-            start = pos
-            while pos < end and value[pos] not in ", \t":
-                pos += 1
-            text = value[start:pos]
-            if not text:
-                raise SignatureMalformed(f"empty value for {name}")
+        match = _PARAM.match(value, pos)
+        if match is None:
+            raise SignatureMalformed(f"expected name=value at offset {pos}")
+        name, quoted, token, comma = match.groups()
+        name = name.lower()
         if name in params:
             raise SignatureMalformed(f"duplicate parameter {name}")
-        params[name] = text
-        while pos < end and value[pos] in " \t":
-            pos += 1
-        if pos >= end:
+        if quoted is None:
+            params[name] = token
+        else:
+            params[name] = _ESCAPE.sub(r"\1", quoted) if "\\" in quoted else quoted
+        if not comma:
             return params
-        if value[pos] != ",":
-            raise SignatureMalformed(f"expected ',' at offset {pos}")
-        pos += 1
+        pos = match.end()
 
 
 def parse_signature_header(value: str) -> CavageSignature:
