@@ -6,6 +6,8 @@ import base64
 import email.utils
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from activitypub.cavage import (
     parse_signature_header,
@@ -520,3 +522,34 @@ async def test_async_verifier_resolves_the_key_by_key_id_after_cheap_checks() ->
             clock=lambda: NOW + 7200,
         )
     assert asked == [KEY_ID]  # no key lookup for a stale request
+
+
+_PARAM_NAMES = st.text(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_", min_size=1
+)
+
+
+@given(
+    params=st.dictionaries(
+        _PARAM_NAMES.filter(lambda n: n.lower() not in ("keyid", "signature", "headers")),
+        st.text(),
+        max_size=5,
+    ),
+    key_id=st.text(min_size=1),
+    blanks=st.sampled_from(["", " ", "\t ", "  "]),
+)
+def test_any_quoted_parameters_parse_back_as_written(
+    params: dict[str, str], key_id: str, blanks: str
+) -> None:
+    # Written as a peer would: quoted values with `"` and `\` escaped, blanks after the commas;
+    # unknown parameters, whatever they hold, are passed over.
+    unique = {name.lower(): value for name, value in params.items()}
+    written = {**unique, "keyId": key_id, "signature": "AAEC"}
+
+    def quoted(value: str) -> str:
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    header = ("," + blanks).join(f"{name}={quoted(value)}" for name, value in written.items())
+    parsed = parse_signature_header(header)
+    assert parsed.key_id == key_id
+    assert parsed.signature == b"\x00\x01\x02"
