@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 
 from fediverse_stories.db.fast import FastStatement
 from fediverse_stories.db.models import Domain, DomainPolicy, Job, JobState
+from fediverse_stories.queue import INSERT_JOB
 from tests.support.instances import InstanceFactory
 
 _DOMAINS = typing_cast(Table, Domain.__table__)
@@ -241,3 +242,34 @@ async def test_a_literal_given_only_at_execution_is_refused(instances: InstanceF
         pytest.skip("on PostgreSQL FastStatement is Core itself")
     with pytest.raises(TypeError, match="literal parameter n"):
         await ctx.on_connection(lambda c: FastStatement(statement).rows(c, {"n": 1}))
+
+
+async def test_timestamps_bound_again_and_again_are_each_written_as_given(
+    instances: InstanceFactory,
+) -> None:
+    # Timestamp processing remembers its last value (a step binds one timestamp to several
+    # columns): the same objects alternating, and equal but distinct ones, are all kept apart.
+    ctx = (await instances.start("http://a.test")).ctx
+    first, second = NOW, NOW + timedelta(microseconds=1)
+    stamps = [first, second, first, first, second, NOW + timedelta(0)]
+    rows = [
+        {
+            "kind": "k",
+            "payload": {"n": n},
+            "state": JobState.QUEUED,
+            "attempts": 0,
+            "run_at": at,
+            "created_at": stamps[-1 - n],
+            "host": None,
+        }
+        for n, at in enumerate(stamps)
+    ]
+    await ctx.on_connection(lambda c: INSERT_JOB.many(c, rows))
+    stored = await ctx.on_connection(
+        lambda c: c.execute(
+            select(_JOBS.c.payload, _JOBS.c.run_at, _JOBS.c.created_at).where(_JOBS.c.kind == "k")
+        ).all()
+    )
+    assert sorted((p["n"], run_at, created) for p, run_at, created in stored) == [
+        (n, at, stamps[-1 - n]) for n, at in enumerate(stamps)
+    ]
