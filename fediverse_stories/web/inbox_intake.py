@@ -25,6 +25,7 @@ from sqlalchemy import (
     literal,
     select,
 )
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
 from activitypub.keys import PublicKey, load_public_pem
@@ -179,6 +180,38 @@ def store(
     )
     INSERT_JOB.insert(connection, new_job(now, "inbox", {"id": row_id}))
     announce(connection)
+
+
+# What `store_new` stores for one request: the activity, its signer's keyId, the body as
+# received, and when it was received.
+NewActivity = tuple[dict[str, Any], str, bytes, datetime]
+
+
+def store_new(connection: Connection, batch: list[NewActivity]) -> list[bool]:
+    """Each new activity of a batch stored once, with its job, in the caller's transaction;
+    False for one already stored (a replay that raced in, or twice in the batch).
+
+    A duplicate that slips past the check (another process storing it meanwhile) fails its
+    own insert only: SQLite aborts just the failing statement, and on PostgreSQL, where a
+    failed statement aborts the whole transaction, each activity goes in under a savepoint.
+    """
+    savepoints = connection.dialect.name != "sqlite"
+    results: list[bool] = []
+    for activity, key_id, body, received_at in batch:
+        if stored(connection, activity["id"], key_id):
+            results.append(False)
+            continue
+        try:
+            if savepoints:
+                with connection.begin_nested():
+                    store(connection, activity, key_id, body, received_at)
+            else:
+                store(connection, activity, key_id, body, received_at)
+        except IntegrityError:
+            results.append(False)
+            continue
+        results.append(True)
+    return results
 
 
 @lru_cache(maxsize=4096)

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 
 from fediverse_stories.db.models import DomainPolicy, InboxActivity, Interaction, Job, JobState
 from fediverse_stories.services import domains
+from fediverse_stories.web import inbox_intake
 from tests.adversarial.conftest import SHARED_INBOX, Target
 from tests.support.databases import backend_name
 
@@ -141,3 +142,58 @@ async def test_the_inbox_reads_the_domain_policy_as_the_rest_of_the_app_does(
         assert response.status_code == 202, response.text
     else:
         await target.refused(response, 403, reason)
+
+
+async def test_concurrent_new_activities_are_each_stored_once_with_their_job(
+    target: Target,
+) -> None:
+    # Concurrent requests' new activities are stored in one transaction (the inbox's group
+    # commit): every one is there with its job, a replay inside the same batch is not.
+    likes = [target.evil.activity("Like", target.story.uri) for _ in range(12)]
+    answers = await asyncio.gather(
+        *(target.evil.post(target.client, SHARED_INBOX, like) for like in likes + likes[:4])
+    )
+    assert [r.status_code for r in answers] == [202] * 16
+    async with target.a.ctx.sessions() as session:
+        rows = (
+            await session.execute(
+                select(InboxActivity.id, InboxActivity.uri).where(
+                    InboxActivity.uri.in_([like["id"] for like in likes])
+                )
+            )
+        ).all()
+        jobs = (await session.execute(select(Job.payload).where(Job.kind == "inbox"))).all()
+    assert sorted(uri for _, uri in rows) == sorted(like["id"] for like in likes)
+    row_ids = {row_id for row_id, _ in rows}
+    queued_for = [payload["id"] for (payload,) in jobs if payload["id"] in row_ids]
+    assert sorted(queued_for) == sorted(row_ids)  # each row has exactly one job
+
+
+async def test_an_activity_stored_meanwhile_by_another_process_fails_alone(
+    target: Target,
+) -> None:
+    # Another connection stores X between the batch's check and its insert: X's insert fails
+    # (SQLite aborts that statement; PostgreSQL rolls back X's savepoint) and Y still goes in.
+    first, second = (target.evil.activity("Like", target.story.uri) for _ in range(2))
+    now = target.a.ctx.clock()
+    batch = [
+        (activity, target.evil.key_id(), json.dumps(activity).encode(), now)
+        for activity in (first, second)
+    ]
+    async with target.a.ctx.engine.connect() as other:
+        await other.begin()
+        await other.run_sync(lambda c: inbox_intake.store(c, *batch[0]))
+        storing = asyncio.create_task(
+            target.a.ctx.on_connection(lambda c: inbox_intake.store_new(c, batch))
+        )
+        await asyncio.sleep(0.5)
+        assert not storing.done()  # waiting on the other connection's row (or write lock)
+        await other.commit()
+    assert await asyncio.wait_for(storing, 30) == [False, True]
+    async with target.a.ctx.sessions() as session:
+        stored = (
+            await session.execute(
+                select(InboxActivity.uri).where(InboxActivity.uri.in_([first["id"], second["id"]]))
+            )
+        ).all()
+    assert sorted(uri for (uri,) in stored) == sorted([first["id"], second["id"]])
