@@ -36,8 +36,8 @@ async def load(settings: Settings, story_id: int) -> dict[str, Any]:
     """The story page's template context, read once (story, author, tags, comments, policy)."""
     ctx = Context.build(settings)
     try:
-        story, comments = await ctx.in_one_hop(
-            lambda session: read_story_page(session, story_id, local=True)
+        story, comments = await ctx.on_connection(
+            lambda connection: read_story_page(connection, story_id, local=True)
         )
         assert story is not None, f"no story {story_id}"
         return {"story": story, "comments": comments, "policy": effective_policy(ctx, story).value}

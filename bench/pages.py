@@ -288,4 +288,13 @@ experiment that ran the same read on the event loop's own thread (not kept: it b
 on the database) measured 0.49 to 0.50, CPU 1.05 ms a request, so the hop costs about 0.05 to
 0.2 ms and most of the run-to-run spread. Skipping SQLAlchemy's result layer for the three
 statements, as fediverse_stories/db/fast.py does for the inbox, measured 0.065 ms less a read
-in-process (not done: a second path to keep equal to the first)."""
+in-process (not done: a second path to keep equal to the first).
+
+Later (a session on an Intel Xeon machine where the page measured 0.44, min 0.41): db/fast.py's
+FastStatement had by then learnt Core's result processing (enums, aware datetimes), checked
+against Core on both databases by tests/app/test_fast_statement.py, so the three reads run
+through it, on a Core connection (`Context.on_connection`) instead of an ORM session, whose
+bookkeeping had cost the inbox more than its read: `serve` 1.05 -> 0.75 ms of CPU a page,
+970 -> 1,338 pages a second, 0.44 -> 0.58 of the ceiling (3 runs, `--only pages`).
+tests/app/test_story_view.py still renders the page from ORM objects and from this read model
+and compares them byte for byte."""

@@ -3,7 +3,7 @@
 The story page is the most read page. Loaded as ORM instances (an identity-mapped object and
 its state for the story, each tag, each comment and each author) its reads took about six
 times the CPU of the same columns read as rows (BENCHMARKS.md, section 3). So the page reads
-named columns with three core SELECTs, in one synchronous step (`Context.in_one_hop`), into
+named columns with three core SELECTs, in one synchronous step (`Context.on_connection`), into
 named tuples holding what templates/story.html shows and nothing else: no private keys, no
 raw activities.
 """
@@ -13,9 +13,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, bindparam, select
 
+from fediverse_stories.db.fast import FastStatement
 from fediverse_stories.db.models import (
     Actor,
     Comment,
@@ -104,39 +104,40 @@ def _columns(names: tuple[str, ...], model: type[Any]) -> list[Any]:
 _AUTHOR = _columns(AuthorView._fields, Actor)
 _STORY_OWN = _columns(StoryView._fields, Story)
 _COMMENT_OWN = _columns(CommentView._fields, Comment)
-# Built once: the statements, their cache keys and compiled forms serve every request.
-_STORY = (
+# Built once and run on the DBAPI cursor on SQLite (db/fast.py): the result layer around
+# Core's execution cost more than these three reads' SQL.
+_STORY = FastStatement(
     select(*_STORY_OWN, *_AUTHOR)
     .join(Actor, Actor.id == Story.author_id)
     .where(Story.id == bindparam("story_id"))
 )
-_TAGS = (
+_TAGS = FastStatement(
     select(StoryTag.name).where(StoryTag.story_id == bindparam("story_id")).order_by(StoryTag.name)
 )
-_COMMENTS = (
+_COMMENTS = FastStatement(
     select(*_COMMENT_OWN, *_AUTHOR)
     .join(Actor, Actor.id == Comment.author_id)
     .where(Comment.story_id == bindparam("story_id"), Comment.state == CommentState.VISIBLE)
 )
+_LOCAL = StoryView._fields.index("local")
 
 
 def read_story_page(
-    session: Session, story_id: int, *, local: bool
+    connection: Connection, story_id: int, *, local: bool
 ) -> tuple[StoryView | None, Thread]:
     """The story (None unless it exists and is local, or remote when `local` is False) and,
     when everyone may see it (not deleted, not followers-only), its thread; else no comments.
     """
-    connection = session.connection()
     params = {"story_id": story_id}
-    row = connection.execute(_STORY, params).one_or_none()
-    if row is None or row.local != local:
+    found = _STORY.rows(connection, params)
+    if not found or found[0][_LOCAL] != local:
         return None, []
     # Rows unpack by position: each view's fields are the columns selected, in their order.
-    n = len(_STORY_OWN)
-    tags = [TagView(name) for name in connection.execute(_TAGS, params).scalars().all()]
+    row, n = found[0], len(_STORY_OWN)
+    tags = [TagView(name) for (name,) in _TAGS.rows(connection, params)]
     story = StoryView._make((*row[:n], AuthorView._make(row[n:]), tags))
     if story.deleted_at is not None or story.visibility == Visibility.FOLLOWERS:
         return story, []
     n = len(_COMMENT_OWN)
-    rows = connection.execute(_COMMENTS, params).all()  # one fetchall, not a fetchone a row
+    rows = _COMMENTS.rows(connection, params)
     return story, as_thread([CommentView._make((*c[:n], AuthorView._make(c[n:]))) for c in rows])

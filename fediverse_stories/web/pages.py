@@ -40,8 +40,8 @@ async def story_page(request: Request) -> Response:
     await signed_in(request, ctx)
     # The story, its author and tags and its thread in one step: on SQLite, read right on the
     # event loop (a hop to a thread per statement was most of the cost: bench/pages.py).
-    story, comments = await ctx.in_one_hop(
-        lambda session: read_story_page(session, story_id, local=True), inline=True
+    story, comments = await ctx.on_connection(
+        lambda connection: read_story_page(connection, story_id, local=True), inline=True
     )
     if story is None:
         raise HTTPException(404, "No such story.")
@@ -61,8 +61,8 @@ async def network_story(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     story_id = _int_param(request, "story_id")
     await signed_in(request, ctx)
-    story, comments = await ctx.in_one_hop(
-        lambda session: read_story_page(session, story_id, local=False), inline=True
+    story, comments = await ctx.on_connection(
+        lambda connection: read_story_page(connection, story_id, local=False), inline=True
     )
     if story is None or story.deleted_at is not None:
         raise HTTPException(404, "No such story.")

@@ -138,14 +138,14 @@ async def orm_page(instance: Instance, story_id: int, **extra: Any) -> str:
 async def test_the_read_model_renders_the_same_page_as_the_orm(instance: Instance) -> None:
     local_id, remote_id = await seed(instance)
     ctx = instance.ctx
-    story, comments = await ctx.in_one_hop(lambda s: read_story_page(s, local_id, local=True))
+    story, comments = await ctx.on_connection(lambda c: read_story_page(c, local_id, local=True))
     assert story is not None and len(comments) == 13
     policy = effective_policy(ctx, story).value
     expected = await orm_page(instance, local_id, policy=policy)
     assert render(instance, story, comments, policy=policy) == expected
     assert "#alpha" in expected and "Peer &lt;One&gt;" in expected
 
-    remote, thread = await ctx.in_one_hop(lambda s: read_story_page(s, remote_id, local=False))
+    remote, thread = await ctx.on_connection(lambda c: read_story_page(c, remote_id, local=False))
     assert remote is not None and len(thread) == 13
     expected = await orm_page(instance, remote_id, policy="open", remote=True)
     assert render(instance, remote, thread, policy="open", remote=True) == expected
@@ -156,7 +156,7 @@ async def test_the_read_model_finds_only_what_the_page_may_show(instance: Instan
     ctx = instance.ctx
 
     async def read(story_id: int, local: bool) -> tuple[Any, Any]:
-        return await ctx.in_one_hop(lambda s: read_story_page(s, story_id, local=local))
+        return await ctx.on_connection(lambda c: read_story_page(c, story_id, local=local))
 
     assert await read(remote_id, True) == (None, [])
     assert await read(local_id, False) == (None, [])
