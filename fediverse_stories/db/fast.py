@@ -238,7 +238,8 @@ def _scalar_defaults(compiled: Any) -> dict[str, Any]:
 def _values(compiled: _Compiled, params: Mapping[str, Any]) -> tuple[Any, ...]:
     given = {**compiled.fixed, **params} if compiled.fixed else params
     values = []
-    # A plain loop: a generator here cost a third of a small insert's Python time.
+    # A plain loop over pairs built together (no strict zip): a generator expression here cost
+    # about a fifth more, on every statement of every request.
     for (name, index), process in zip(compiled.sources, compiled.processors):  # noqa: B905
         value = given[name] if index is None else given[name][index]
         values.append(value if process is None else process(value))

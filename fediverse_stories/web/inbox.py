@@ -142,9 +142,10 @@ async def inbox(request: Request) -> Response:
         key_id = claimed_key_id(headers)
     except SignatureError as error:
         return refuse(401, f"signature: {error}")
-    # The happy path (known key, valid signature, consistent activity) is checked and stored in
-    # one hop to the database; anything else takes the full path below, which answers in
-    # DESIGN.md's order. The inbox is the hot path (bench/inbox.py).
+    # The happy path (known key, valid signature, consistent activity) is checked in one hop to
+    # the database, then stored with other requests' new activities (`_store`); anything else
+    # takes the full path below, which answers in DESIGN.md's order. The inbox is the hot path
+    # (bench/inbox.py).
     try:
         activity: dict[str, Any] | None = parse_activity(body)
         malformed = ""
@@ -380,8 +381,9 @@ async def _store(ctx: Context, activity: dict[str, Any], key_id: str, body: byte
         ctx.wakeup.notify()
 
 
-# One commit per batch of new activities instead of one per request: on SQLite the commit was
-# a tenth of a new activity's CPU (bench/inbox.py). A lone request still waits one step only.
+# One commit per batch of new activities instead of one per request: on SQLite a commit each
+# was about two fifths of a new activity's cost (bench/inbox.py). A lone request still waits for
+# one step only.
 _STORE_NEW: GroupStep[inbox_intake.NewActivity, bool] = GroupStep(inbox_intake.store_new)
 
 

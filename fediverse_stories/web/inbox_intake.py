@@ -2,9 +2,11 @@
 
 A signed activity from an actor whose key we hold needs, before its 202: the signer's domain
 policy, the key, the domain's health (failures to reset?), and whether the activity is already
-stored. `read` gets all of it in one statement; `store` writes the row and its job. Both run
-inside the inbox's one hop (`Context.in_one_hop`) through `FastStatement`, because on SQLite
-SQLAlchemy's per-statement overhead, not SQL, was the cost (BENCHMARKS.md, "Inbox").
+stored. `read` gets all of it in one statement, inside the inbox's one hop
+(`Context.on_connection`); `store_new` writes the rows and jobs of a batch of concurrent
+requests' new activities in one transaction (the inbox's group commit). All of it goes through
+`FastStatement`, because on SQLite SQLAlchemy's per-statement overhead, not SQL, was the cost
+(BENCHMARKS.md, "Inbox").
 """
 
 from __future__ import annotations
