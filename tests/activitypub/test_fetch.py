@@ -11,7 +11,6 @@ import asyncio
 import gzip
 import ipaddress
 import json
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable
 from typing import Any
 
@@ -349,11 +348,11 @@ async def test_slow_loris_is_cut_by_the_overall_deadline(
     server: LoopbackServer, client: httpx.AsyncClient
 ) -> None:
     # One byte every 0.1 s never trips the 0.5 s read timeout; the overall deadline cuts it.
+    # Uncut, the server would trickle for 100 s and then close short of its Content-Length (a
+    # protocol error, not a timeout).
     server.routes["/slow"] = slow_loris(0.1)
-    started = time.monotonic()
     with pytest.raises(FetchTimeout):
         await fetch_object(client, server.url("public.test", "/slow"), deadline=0.5)
-    assert time.monotonic() - started < 1.5
 
 
 async def test_a_silent_server_trips_the_read_timeout(

@@ -13,7 +13,6 @@ import asyncio
 import copy
 import gzip
 import json
-import time
 from typing import Any
 
 from sqlalchemy import select
@@ -232,11 +231,11 @@ async def test_a_slow_remote_is_cut_off_without_holding_up_a_healthy_peer(
         finished.append("healthy")
         return response.status_code
 
-    started = time.monotonic()
     slow_status, healthy_status = await asyncio.gather(slow(), healthy())
+    # Served after its 30 s delay, the slow actor's key would verify (202): 401 says the fetch
+    # was cut at its deadline, and the healthy peer was answered while it hung.
     assert (slow_status, healthy_status) == (401, 202)
     assert finished == ["healthy", "slow"]
-    assert time.monotonic() - started < 5  # cut at the deadline, not after 30 s
 
 
 async def test_a_huge_remote_document_is_cut_at_the_cap(instances: InstanceFactory) -> None:
@@ -254,12 +253,10 @@ async def test_a_huge_remote_document_is_cut_at_the_cap(instances: InstanceFacto
         headers={"Content-Encoding": "gzip"},
     )
     for who in ("huge", "bomb"):
-        started = time.monotonic()
         response = await evil.post(
             g.a.client, SHARED_INBOX, evil.activity("Like", story_uri, who), who=who
         )
         assert response.status_code == 401, response.text
-        assert time.monotonic() - started < 5
     async with g.a.ctx.sessions() as session:
         assert (
             await session.execute(select(Actor).where(Actor.domain == "evil.test"))
