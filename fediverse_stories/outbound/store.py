@@ -122,3 +122,11 @@ async def send(
 def inbox_of(actor: Actor) -> tuple[str, int | None]:
     assert actor.inbox_url is not None
     return actor.inbox_url, actor.id
+
+
+def public_inbox_of(actor: Actor) -> tuple[str, int | None]:
+    """Where a public activity for this actor goes: their server's shared inbox if it has one
+    (as Mastodon's preferred_inbox_url), so a server that also hosts followers gets one copy."""
+    if actor.shared_inbox_url:
+        return actor.shared_inbox_url, None
+    return inbox_of(actor)

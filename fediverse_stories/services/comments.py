@@ -312,10 +312,17 @@ def comment_uri(ctx: Context, comment_id: int) -> str:
     return ctx.settings.url(f"/comments/{comment_id}")
 
 
-def comment_to_note(ctx: Context, comment: Comment, story: Story, author: Actor) -> dict[str, Any]:
-    """A local comment as the Note that federates it (no `@context`)."""
+def comment_to_note(
+    ctx: Context, comment: Comment, story: Story, author: Actor, answered: Actor
+) -> dict[str, Any]:
+    """A local comment as the Note that federates it (no `@context`).
+
+    `answered` wrote what the comment replies to (the parent comment, else the story). The Note
+    mentions them: Mastodon and its peers notify only the actors a post tags as a Mention, so
+    without the tag the person answered would never learn of the answer.
+    """
     assert comment.uri is not None and story.uri is not None
-    return {
+    note: dict[str, Any] = {
         "id": comment.uri,
         "type": "Note",
         "attributedTo": author.uri,
@@ -324,14 +331,25 @@ def comment_to_note(ctx: Context, comment: Comment, story: Story, author: Actor)
         "published": comment.published_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "url": f"{story.uri}#comment-{comment.id}",
         "to": [PUBLIC],
-        "cc": _note_cc(story, author),
+        "cc": _note_cc(story, author, answered),
         "context": f"{story.uri}/context",
     }
+    if answered.uri != author.uri:
+        note["tag"] = [{"type": "Mention", "href": answered.uri, "name": answered.handle}]
+    return note
 
 
-def _note_cc(story: Story, author: Actor) -> list[str]:
-    cc = [story.author.uri] if story.author.uri != author.uri else []
-    return [*cc, f"{author.uri}/followers"]
+def _note_cc(story: Story, author: Actor, answered: Actor) -> list[str]:
+    others = dict.fromkeys(
+        actor.uri for actor in (story.author, answered) if actor.uri != author.uri
+    )
+    return [*others, f"{author.uri}/followers"]
+
+
+async def answered_by(session: AsyncSession, story: Story, comment: Comment) -> Actor:
+    """Who wrote what a comment answers: the parent comment's author, else the story's."""
+    parent = await session.get(Comment, comment.parent_id) if comment.parent_id else None
+    return parent.author if parent is not None else story.author
 
 
 async def post_local(
@@ -379,7 +397,8 @@ async def post_local(
         comment.uri = comment_uri(ctx, comment.id)
         comment.url = f"{story.uri}#comment-{comment.id}"
         await session.refresh(story, ["author"])
-        note = comment_to_note(ctx, comment, story, author)
+        answered = parent.author if parent is not None else story.author
+        note = comment_to_note(ctx, comment, story, author, answered)
         create = outbound.activity(ctx, "Create", author, note, to=note["to"], cc=note["cc"])
         create["@context"] = convert.OBJECT_CONTEXT
         comment.activity_raw = json.dumps(create)
@@ -403,6 +422,6 @@ async def _publish_local(
     targets += await outbound.follower_inboxes(session, author)
     for replied in (story.author, await session.get(Actor, parent.author_id) if parent else None):
         if replied is not None and not replied.local and replied.inbox_url:
-            targets.append(outbound.inbox_of(replied))
+            targets.append(outbound.public_inbox_of(replied))
     row = outbound.store(session, ctx, author, create)
     await outbound.enqueue_deliveries(session, ctx, row, targets)

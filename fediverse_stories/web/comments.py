@@ -79,7 +79,9 @@ async def comment_json(request: Request) -> Response:
         return ActivityResponse(convert.with_context(tombstone, convert.OBJECT_CONTEXT), 410)
     if comment.state != CommentState.VISIBLE:
         return activity_error(404, "no such comment")
-    note = comments.comment_to_note(ctx, comment, story, author)
+    async with ctx.sessions() as session:
+        answered = await comments.answered_by(session, story, comment)
+    note = comments.comment_to_note(ctx, comment, story, author, answered)
     return ActivityResponse(convert.with_context(note, convert.OBJECT_CONTEXT))
 
 

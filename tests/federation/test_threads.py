@@ -22,7 +22,7 @@ from fediverse_stories.services import comments, follows, publishing
 from fediverse_stories.services.accounts import create_account
 from fediverse_stories.services.stories import StoryDraft
 from tests.support.instances import Instance, InstanceFactory, settle
-from tests.support.mastodon import MastodonRemote
+from tests.support.mastodon import ALICE, MastodonRemote
 
 AMINA = "http://a.test/users/amina"
 
@@ -131,6 +131,42 @@ async def test_every_instance_shows_the_same_thread_and_mastodon_sees_no_boosts(
     # Mastodon got the story, and never an Announce of any comment.
     assert alice.activities("Announce") == []
     assert alice.refusals == []
+
+
+async def test_an_answer_mentions_whom_it_answers_so_mastodon_notifies_them(
+    instances: InstanceFactory,
+) -> None:
+    a, b, c, alice, story_uri = await start_network(instances)
+    alice_create, _ = await alice.reply(story_uri, "http://a.test/inbox")
+    await settle(a, b, c)
+    alice_note = alice_create["object"]["id"]
+
+    # Amina answers Alice's comment on her story: Mastodon notifies only tagged Mentions.
+    await local_comment(a, "amina", story_uri, "Thank you, Alice.", parent=alice_note)
+    await settle(a, b, c)
+    answers = [
+        create["object"]
+        for create in alice.activities("Create")
+        if create["object"].get("inReplyTo") == alice_note
+    ]
+    assert len(answers) == 1, alice.activities("Create")
+    answer = answers[0]
+    assert answer["tag"] == [{"type": "Mention", "href": ALICE, "name": "@alice@mastodon.test"}]
+    assert ALICE in answer["cc"]
+    assert answer["to"] == ["https://www.w3.org/ns/activitystreams#Public"]
+
+    # Bob's comment on the story mentions the story's author; the Note as served says the same.
+    bob_says = await local_comment(b, "bob", story_uri, "From B: a question for Amina.")
+    await settle(a, b, c)
+    served = await b.client.get(bob_says, headers={"Accept": "application/activity+json"})
+    assert served.json()["tag"] == [{"type": "Mention", "href": AMINA, "name": "@amina@a.test"}]
+    assert AMINA in served.json()["cc"]
+
+    # An author answering the story itself mentions nobody.
+    own = await local_comment(a, "amina", story_uri, "A note from the author.")
+    served = await a.client.get(own, headers={"Accept": "application/activity+json"})
+    assert "tag" not in served.json()
+    assert served.json()["cc"] == [f"{AMINA}/followers"]
 
 
 async def test_a_comment_removed_on_the_home_instance_disappears_everywhere(
