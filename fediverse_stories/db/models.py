@@ -184,6 +184,8 @@ class Account(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # For NodeInfo's active users (as Mastodon counts them, by sign-in).
+    last_signed_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     actor: Mapped[Actor] = relationship(back_populates="account", lazy="joined")
 

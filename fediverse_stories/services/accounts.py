@@ -105,6 +105,7 @@ async def authenticate(
         and not account.disabled
         and check_password(account.password_hash, password)
     ):
+        account.last_signed_in_at = now
         return account
     for key, _limit in keys:
         await ratelimit.hit(session, key, window, now)

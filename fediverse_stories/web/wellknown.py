@@ -14,10 +14,11 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import re
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response
@@ -220,14 +221,22 @@ def _project_urls() -> dict[str, str]:
     return urls
 
 
-async def usage(session: AsyncSession) -> dict[str, Any]:
+ACTIVE_WINDOWS = {"activeMonth": timedelta(days=30), "activeHalfyear": timedelta(days=180)}
+
+
+async def usage(session: AsyncSession, now: datetime) -> dict[str, Any]:
     """NodeInfo usage from the database.
 
-    There is no record of sign-ins or activity yet, so activeMonth and activeHalfyear are
-    approximated by the number of accounts (an upper bound). localPosts counts local stories
-    not deleted (any visibility) plus local visible comments; localComments the latter alone.
+    An account is active in a window when it signed in or published a story or a comment in
+    it (sign-ins are what Mastodon counts; publishing counts too because authors may publish
+    from the command line and stay signed in for months). Disabled accounts never count.
+    localPosts counts local stories not deleted (any visibility) plus local visible comments;
+    localComments the latter alone.
     """
     users = (await session.execute(select(func.count()).select_from(Account))).scalar_one()
+    users_usage = {"total": users}
+    for label, window in ACTIVE_WINDOWS.items():
+        users_usage[label] = await _active_since(session, now - window)
     stories = (
         await session.execute(
             select(func.count())
@@ -242,11 +251,29 @@ async def usage(session: AsyncSession) -> dict[str, Any]:
             .where(Comment.local.is_(True), Comment.state == CommentState.VISIBLE)
         )
     ).scalar_one()
-    return {
-        "users": {"total": users, "activeMonth": users, "activeHalfyear": users},
-        "localPosts": stories + comments,
-        "localComments": comments,
-    }
+    return {"users": users_usage, "localPosts": stories + comments, "localComments": comments}
+
+
+async def _active_since(session: AsyncSession, since: datetime) -> int:
+    wrote_a_story = select(Story.author_id).where(
+        Story.local.is_(True), Story.published_at >= since
+    )
+    wrote_a_comment = select(Comment.author_id).where(
+        Comment.local.is_(True), Comment.published_at >= since
+    )
+    active = (
+        select(func.count())
+        .select_from(Account)
+        .where(
+            Account.disabled.is_(False),
+            or_(
+                Account.last_signed_in_at >= since,
+                Account.actor_id.in_(wrote_a_story),
+                Account.actor_id.in_(wrote_a_comment),
+            ),
+        )
+    )
+    return (await session.execute(active)).scalar_one()
 
 
 async def nodeinfo(request: Request) -> Response:
@@ -262,7 +289,7 @@ async def nodeinfo(request: Request) -> Response:
             if found:
                 software[key] = found
     async with ctx.sessions() as session:
-        counts = await usage(session)
+        counts = await usage(session, ctx.clock())
     document = {
         "version": version,
         "software": software,

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from activitypub.webfinger import parse_jrd
 from fediverse_stories.db.models import Role
 from fediverse_stories.services.accounts import create_account, get_account
+from fediverse_stories.services.comments import post_local
 from fediverse_stories.services.stories import StoryDraft, create_story
-from tests.support.instances import Instance
+from tests.app.test_queue import Clock
+from tests.support.instances import Instance, InstanceFactory, sign_in
 
 WEBFINGER = "/.well-known/webfinger"
 AS_ACCEPT = {"Accept": "application/activity+json"}
@@ -23,12 +27,14 @@ async def add_account(instance: Instance, name: str, role: Role = Role.AUTHOR) -
         await create_account(session, instance.ctx, name, "a-good-password", role=role)
 
 
-async def publish(instance: Instance, author: str = "admin") -> None:
+async def publish(instance: Instance, author: str = "admin") -> int:
     async with instance.ctx.sessions.begin() as session:
         account = await get_account(session, author)
-        await create_story(
+        story = await create_story(
             session, instance.ctx, account, StoryDraft(title="A story", body_markdown="Body.")
         )
+        await session.flush()
+        return story.id
 
 
 # --- WebFinger -------------------------------------------------------------------------------
@@ -240,7 +246,8 @@ async def test_nodeinfo_document_describes_the_instance(instance: Instance, vers
     assert info["services"] == {"inbound": [], "outbound": []}
     assert info["openRegistrations"] is False
     assert info["metadata"]["nodeName"] == "Stories"
-    assert info["usage"]["users"] == {"total": 1, "activeMonth": 1, "activeHalfyear": 1}
+    # The admin account exists but has neither signed in nor published.
+    assert info["usage"]["users"] == {"total": 1, "activeMonth": 0, "activeHalfyear": 0}
     assert info["usage"]["localPosts"] == 0
 
 
@@ -251,6 +258,34 @@ async def test_nodeinfo_counts_follow_the_database(instance: Instance) -> None:
     info = (await instance.client.get("/nodeinfo/2.1")).json()
     assert info["usage"]["users"]["total"] == 2
     assert info["usage"]["localPosts"] == 2
+
+
+async def test_nodeinfo_counts_as_active_who_signed_in_or_published_in_the_window(
+    instances: InstanceFactory,
+) -> None:
+    clock = Clock()
+    instance = await instances.start("http://a.test", clock=clock)
+    for name in ("amina", "bob", "idle", "gone"):
+        await add_account(instance, name)
+    story_id = await publish(instance, "amina")  # from the command line, never signs in
+    assert (await sign_in(instance, "bob", "a-good-password")).status_code == 303
+    assert (await sign_in(instance, "gone", "a-good-password")).status_code == 303
+    async with instance.ctx.sessions.begin() as session:
+        (await get_account(session, "gone")).disabled = True
+
+    async def active() -> dict[str, int]:
+        users: dict[str, int] = (await instance.client.get("/nodeinfo/2.1")).json()["usage"][
+            "users"
+        ]
+        return users
+
+    assert await active() == {"total": 5, "activeMonth": 2, "activeHalfyear": 2}
+    clock.now += timedelta(days=31)
+    assert await active() == {"total": 5, "activeMonth": 0, "activeHalfyear": 2}
+    await post_local(instance.ctx, "idle", story_id, "A comment counts as activity too.")
+    assert await active() == {"total": 5, "activeMonth": 1, "activeHalfyear": 3}
+    clock.now += timedelta(days=181)
+    assert await active() == {"total": 5, "activeMonth": 0, "activeHalfyear": 0}
 
 
 async def test_unknown_nodeinfo_version_is_404(instance: Instance) -> None:
