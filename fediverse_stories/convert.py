@@ -15,6 +15,7 @@ Functions here build plain dicts and never touch the database: callers load what
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -35,14 +36,15 @@ def iso8601(moment: datetime) -> str:
     return moment.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def plain_text_to_html(text: str) -> str:
+def plain_text_to_html(text: str, line_html: Callable[[str], str] = html.escape) -> str:
     """Plain text (a bio, a story summary) as escaped HTML: blank lines part `<p>`, newlines `<br>`.
 
-    Empty text stays empty, as Mastodon sends it.
+    Empty text stays empty, as Mastodon sends it. `line_html` renders one line (a comment's
+    links its mentions).
     """
     paragraphs = [p.strip() for p in text.replace("\r\n", "\n").split("\n\n")]
     return "".join(
-        "<p>" + "<br>".join(html.escape(line) for line in p.split("\n")) + "</p>"
+        "<p>" + "<br>".join(line_html(line) for line in p.split("\n")) + "</p>"
         for p in paragraphs
         if p
     )

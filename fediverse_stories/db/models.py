@@ -260,6 +260,15 @@ class Comment(Base):
     author: Mapped[Actor] = relationship(lazy="joined")
 
 
+class CommentMention(Base):
+    """An actor a local comment names with `@`: its Note tags them as a Mention and they get it."""
+
+    __tablename__ = "comment_mentions"
+
+    comment_id: Mapped[int] = mapped_column(ForeignKey("comments.id"), primary_key=True)
+    actor_id: Mapped[int] = mapped_column(ForeignKey("actors.id"), primary_key=True, index=True)
+
+
 class Interaction(Base):
     """A Like or Announce of one of the stories or comments we carry, by one actor."""
 

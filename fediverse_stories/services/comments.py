@@ -9,6 +9,7 @@ it, and verify it by fetching it from its own origin: they never trust the forwa
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -31,6 +32,7 @@ from fediverse_stories.db.models import (
 from fediverse_stories.inbound.remote_posts import parse_time
 from fediverse_stories.outbound import store as outbound
 from fediverse_stories.sanitize import comment_html
+from fediverse_stories.services import mentions
 from fediverse_stories.services.actors import local_actor
 from fediverse_stories.services.errors import Forbidden, Invalid, NotFound
 from fediverse_stories.services.stories import effective_policy
@@ -201,7 +203,8 @@ async def approve(ctx: Context, url: str) -> Comment:
             parent = await session.get(Comment, comment.parent_id) if comment.parent_id else None
             await session.refresh(story, ["author"])
             create = json.loads(comment.activity_raw)
-            await _publish_local(session, ctx, story, comment, author, parent, create)
+            mentioned = await mentions.of_comment(session, comment.id)
+            await _publish_local(session, ctx, story, comment, author, parent, create, mentioned)
         else:
             await _answer_replier(session, ctx, story, author, str(comment.uri), "Accept")
             await forward(session, ctx, story, comment, author)
@@ -313,14 +316,21 @@ def comment_uri(ctx: Context, comment_id: int) -> str:
 
 
 def comment_to_note(
-    ctx: Context, comment: Comment, story: Story, author: Actor, answered: Actor
+    ctx: Context,
+    comment: Comment,
+    story: Story,
+    author: Actor,
+    answered: Actor,
+    mentioned: Sequence[Actor] = (),
 ) -> dict[str, Any]:
     """A local comment as the Note that federates it (no `@context`).
 
-    `answered` wrote what the comment replies to (the parent comment, else the story). The Note
-    mentions them: Mastodon and its peers notify only the actors a post tags as a Mention, so
-    without the tag the person answered would never learn of the answer.
+    `answered` wrote what the comment replies to (the parent comment, else the story);
+    `mentioned` are the actors its text names (services.mentions). The Note tags them all as
+    Mentions: Mastodon and its peers notify only the actors a post tags, so without the tag the
+    person answered would never learn of the answer.
     """
+    tagged = _others(author, [answered, *mentioned])
     assert comment.uri is not None and story.uri is not None
     note: dict[str, Any] = {
         "id": comment.uri,
@@ -331,19 +341,19 @@ def comment_to_note(
         "published": comment.published_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "url": f"{story.uri}#comment-{comment.id}",
         "to": [PUBLIC],
-        "cc": _note_cc(story, author, answered),
+        "cc": [a.uri for a in _others(author, [story.author, *tagged])]
+        + [f"{author.uri}/followers"],
         "context": f"{story.uri}/context",
     }
-    if answered.uri != author.uri:
-        note["tag"] = [{"type": "Mention", "href": answered.uri, "name": answered.handle}]
+    if tagged:
+        note["tag"] = [{"type": "Mention", "href": a.uri, "name": a.handle} for a in tagged]
     return note
 
 
-def _note_cc(story: Story, author: Actor, answered: Actor) -> list[str]:
-    others = dict.fromkeys(
-        actor.uri for actor in (story.author, answered) if actor.uri != author.uri
-    )
-    return [*others, f"{author.uri}/followers"]
+def _others(author: Actor, actors: Iterable[Actor]) -> list[Actor]:
+    """The actors other than the author, each once, in order."""
+    by_uri = {actor.uri: actor for actor in actors if actor.uri != author.uri}
+    return list(by_uri.values())
 
 
 async def answered_by(session: AsyncSession, story: Story, comment: Comment) -> Actor:
@@ -363,6 +373,9 @@ async def post_local(
         raise Invalid("the comment is empty")
     if len(text) > MAX_LOCAL_COMMENT:
         raise Invalid(f"a comment may have at most {MAX_LOCAL_COMMENT} characters")
+    # Before the transaction: resolving an unknown handle is a WebFinger lookup and a fetch.
+    named = await mentions.resolve(ctx, text)
+    host = ctx.settings.host
     async with ctx.sessions.begin() as session:
         account = await get_account(session, username)
         story = await session.get(Story, story_id)
@@ -386,7 +399,9 @@ async def post_local(
             parent_id=parent.id if parent else None,
             in_reply_to=str(parent.uri if parent else story.uri),
             author_id=author.id,
-            content_html=convert.plain_text_to_html(text),
+            content_html=convert.plain_text_to_html(
+                text, lambda line: mentions.linked_line(line, named, host)
+            ),
             state=CommentState.PENDING
             if policy == CommentPolicy.MODERATED
             else CommentState.VISIBLE,
@@ -397,13 +412,15 @@ async def post_local(
         comment.uri = comment_uri(ctx, comment.id)
         comment.url = f"{story.uri}#comment-{comment.id}"
         await session.refresh(story, ["author"])
+        mentioned = sorted(named.values(), key=lambda actor: actor.id)
+        mentions.record(session, comment.id, mentioned)
         answered = parent.author if parent is not None else story.author
-        note = comment_to_note(ctx, comment, story, author, answered)
+        note = comment_to_note(ctx, comment, story, author, answered, mentioned)
         create = outbound.activity(ctx, "Create", author, note, to=note["to"], cc=note["cc"])
         create["@context"] = convert.OBJECT_CONTEXT
         comment.activity_raw = json.dumps(create)
         if comment.state == CommentState.VISIBLE:
-            await _publish_local(session, ctx, story, comment, author, parent, create)
+            await _publish_local(session, ctx, story, comment, author, parent, create, mentioned)
         return comment
 
 
@@ -415,13 +432,15 @@ async def _publish_local(
     author: Actor,
     parent: Comment | None,
     create: dict[str, Any],
+    mentioned: Sequence[Actor],
 ) -> None:
     """The commenter's Create goes to the thread's audience, their followers and the people they
-    answer; for a remote story, to its home, which decides and forwards it."""
+    answer or mention; for a remote story, to its home, which decides and forwards it."""
     targets = await story_audience(session, ctx, story) if story.local else []
     targets += await outbound.follower_inboxes(session, author)
-    for replied in (story.author, await session.get(Actor, parent.author_id) if parent else None):
-        if replied is not None and not replied.local and replied.inbox_url:
-            targets.append(outbound.public_inbox_of(replied))
+    replied = await session.get(Actor, parent.author_id) if parent else None
+    for addressed in (story.author, replied, *mentioned):
+        if addressed is not None and not addressed.local and addressed.inbox_url:
+            targets.append(outbound.public_inbox_of(addressed))
     row = outbound.store(session, ctx, author, create)
     await outbound.enqueue_deliveries(session, ctx, row, targets)

@@ -12,7 +12,7 @@ from starlette.routing import Route
 from fediverse_stories import convert
 from fediverse_stories.context import Context
 from fediverse_stories.db.models import Actor, Comment, CommentState, Story, Visibility
-from fediverse_stories.services import comments
+from fediverse_stories.services import comments, mentions
 from fediverse_stories.services.errors import Forbidden, Invalid, NotFound
 from fediverse_stories.web.current import current_account
 from fediverse_stories.web.negotiation import (
@@ -81,7 +81,8 @@ async def comment_json(request: Request) -> Response:
         return activity_error(404, "no such comment")
     async with ctx.sessions() as session:
         answered = await comments.answered_by(session, story, comment)
-    note = comments.comment_to_note(ctx, comment, story, author, answered)
+        mentioned = await mentions.of_comment(session, comment.id)
+    note = comments.comment_to_note(ctx, comment, story, author, answered, mentioned)
     return ActivityResponse(convert.with_context(note, convert.OBJECT_CONTEXT))
 
 

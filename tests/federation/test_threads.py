@@ -169,6 +169,52 @@ async def test_an_answer_mentions_whom_it_answers_so_mastodon_notifies_them(
     assert served.json()["cc"] == [f"{AMINA}/followers"]
 
 
+async def test_handles_in_a_comment_become_mentions_that_reach_the_named(
+    instances: InstanceFactory,
+) -> None:
+    a, b, c, alice, story_uri = await start_network(instances)
+    text = (
+        "Thanks! @alice@mastodon.test and @Bob@b.test, see this.\n"
+        "Not @nobody@nowhere.test, nor mail to x@example.org."
+    )
+    carol_says = await local_comment(c, "carol", story_uri, text)
+    await settle(a, b, c)
+
+    # Alice's server got Carol's Create, tagging her: Mastodon notifies her.
+    creates = [x for x in alice.activities("Create") if x["object"]["id"] == carol_says]
+    assert creates, alice.activities("Create")
+    note = creates[0]["object"]
+    mentions = {(t["href"], t["name"]) for t in note["tag"]}
+    assert mentions == {
+        (AMINA, "@amina@a.test"),  # what the comment answers: the story
+        (ALICE, "@alice@mastodon.test"),
+        ("http://b.test/users/bob", "@bob@b.test"),
+    }
+    assert {AMINA, ALICE, "http://b.test/users/bob"} <= set(note["cc"])
+    # Resolved handles are links (Mastodon's h-card markup); the rest stays text.
+    assert (
+        '<span class="h-card" translate="no"><a href="http://mastodon.test/@alice" '
+        'class="u-url mention">@<span>alice</span></a></span>'
+    ) in note["content"]
+    assert "Not @nobody@nowhere.test, nor mail to x@example.org." in note["content"]
+    # Each instance's story page shows the links.
+    for instance in (a, b, c):
+        (shown,) = await thread_texts(instance, story_uri)
+        assert '<a href="http://mastodon.test/@alice"' in shown, shown
+    # The Note as served later says the same.
+    served = await c.client.get(carol_says, headers={"Accept": "application/activity+json"})
+    assert {(t["href"], t["name"]) for t in served.json()["tag"]} == mentions
+    assert served.json()["content"] == note["content"]
+
+    # A bare @name is a local account; the commenter's own name is a link but not a Mention.
+    own = await local_comment(a, "amina", story_uri, "Over to @admin, and @amina signs off.")
+    served = await a.client.get(own, headers={"Accept": "application/activity+json"})
+    assert served.json()["tag"] == [
+        {"type": "Mention", "href": "http://a.test/users/admin", "name": "@admin@a.test"}
+    ]
+    assert f'<a href="{AMINA}" class="u-url mention">' in served.json()["content"]
+
+
 async def test_a_comment_removed_on_the_home_instance_disappears_everywhere(
     instances: InstanceFactory,
 ) -> None:
