@@ -29,6 +29,7 @@ from fediverse_stories.web import (
     comments,
     health,
     inbox,
+    notifications,
     objects,
     pages,
     wellknown,
@@ -131,6 +132,7 @@ def create_app(
         *pages.routes,
         *auth.routes,
         *admin.routes,
+        *notifications.routes,
         *health.routes,
         Mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static"),
     ]

@@ -186,6 +186,8 @@ class Account(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     # For NodeInfo's active users (as Mastodon counts them, by sign-in).
     last_signed_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The newest notification the member has seen: later ones are marked new.
+    notifications_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     actor: Mapped[Actor] = relationship(back_populates="account", lazy="joined")
 
@@ -254,6 +256,8 @@ class Comment(Base):
     share_count: Mapped[int] = mapped_column(Integer, default=0)
     published_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # When it reached us (our clock; `published` is the author's claim): notifications go by it.
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=lambda: datetime.now(UTC))
     # The Create that brought a remote comment, kept to forward it unchanged to the thread.
     activity_raw: Mapped[str | None] = mapped_column(Text)
 

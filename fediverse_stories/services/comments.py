@@ -91,6 +91,7 @@ async def receive(
             parent_id=parent.id if parent else None,
             author_id=author.id,
             activity_raw=raw_activity,
+            received_at=ctx.clock(),
             **_comment_fields(note, ctx),
         )
         if not story.local:
@@ -100,6 +101,7 @@ async def receive(
                 return "ignored: waiting for the story's home to forward it"
             comment.state = CommentState.VISIBLE
             session.add(comment)
+            await mentions.record_tagged(session, comment, note)
             return "comment shown (forwarded by the story's home)"
         policy = effective_policy(ctx, story)
         if story.visibility == Visibility.FOLLOWERS:
@@ -108,6 +110,7 @@ async def receive(
             await _answer_replier(session, ctx, story, author, note_id, "Reject")
             return "refused: comments are closed (Reject sent)"
         session.add(comment)
+        await mentions.record_tagged(session, comment, note)
         if policy == CommentPolicy.MODERATED:
             comment.state = CommentState.PENDING
             return "comment held for moderation"
@@ -406,6 +409,7 @@ async def post_local(
             if policy == CommentPolicy.MODERATED
             else CommentState.VISIBLE,
             published_at=now,
+            received_at=ctx.clock(),
         )
         session.add(comment)
         await session.flush()

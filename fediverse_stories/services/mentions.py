@@ -11,13 +11,15 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Iterable
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from activitypub.errors import ProtocolError
+from activitypub.vocab import as_list, id_of
 from fediverse_stories.context import Context
-from fediverse_stories.db.models import Actor, CommentMention
+from fediverse_stories.db.models import Actor, Comment, CommentMention
 from fediverse_stories.services.actors import local_actor
 from fediverse_stories.services.domains import is_refused
 from fediverse_stories.services.errors import ServiceError
@@ -30,6 +32,8 @@ MENTION = re.compile(
     r"(?:@(?P<host>\w+(?:[.-]+\w+)*(?::\d{1,5})?))?",
     re.IGNORECASE,
 )
+# A remote Note's tags read for Mentions of our actors: enough for any real post, bounded.
+MAX_TAGS_READ = 100
 # Each unknown handle may cost a WebFinger lookup and an actor fetch while the member waits.
 MAX_MENTIONS = 10
 
@@ -105,6 +109,24 @@ def record(session: AsyncSession, comment_id: int, actors: Iterable[Actor]) -> N
     """Keep whom a comment mentions, so its Note keeps tagging them when served again."""
     for actor_id in dict.fromkeys(actor.id for actor in actors):
         session.add(CommentMention(comment_id=comment_id, actor_id=actor_id))
+
+
+async def record_tagged(session: AsyncSession, comment: Comment, note: dict[str, Any]) -> None:
+    """Keep which of our actors a remote comment tags as a Mention (for their notifications)."""
+    hrefs = {
+        href
+        for tag in as_list(note.get("tag"))[:MAX_TAGS_READ]
+        if isinstance(tag, dict) and "Mention" in as_list(tag.get("type"))
+        for href in [id_of(tag.get("href"))]
+        if isinstance(href, str)
+    }
+    if not hrefs:
+        return
+    ours = select(Actor.id).where(Actor.local.is_(True), Actor.uri.in_(hrefs))
+    actor_ids = list((await session.execute(ours)).scalars())
+    if actor_ids:
+        await session.flush()  # the comment's id
+        session.add_all(CommentMention(comment_id=comment.id, actor_id=i) for i in actor_ids)
 
 
 async def of_comment(session: AsyncSession, comment_id: int) -> list[Actor]:

@@ -123,3 +123,40 @@ async def test_admin_signs_in_and_out_through_the_form(browser: Browser, site) -
     assert page.url == base_url + "/"
     await page.get_by_role("button", name="Sign out").click()
     assert await page.get_by_role("link", name="Sign in").is_visible()
+
+
+async def test_a_mention_in_a_comment_reaches_the_named_members_notifications(
+    browser: Browser,
+    site,  # type: ignore[no-untyped-def]
+) -> None:
+    base_url, admin_password, _ = site
+    page = await browser.new_page(java_script_enabled=False)
+
+    async def sign_in(name: str, password: str) -> None:
+        await page.goto(base_url + "/login")
+        await page.get_by_label("Name").fill(name)
+        await page.get_by_label("Password").fill(password)
+        await page.get_by_role("button", name="Sign in").click()
+
+    await sign_in("admin", admin_password)
+    await page.get_by_role("link", name="Listening before funding").click()
+    await page.get_by_label("Your comment").fill("Thank you, @amina: we will try this.")
+    await page.get_by_role("button", name="Post comment").click()
+    comment = page.locator(".comment").first
+    assert await comment.get_by_role("link", name="@amina").get_attribute("href") == (
+        base_url + "/users/amina"
+    )
+    await page.get_by_role("button", name="Sign out").click()
+
+    await sign_in("amina", "a-good-password")
+    await page.get_by_role("link", name="Notifications").click()
+    assert await page.get_by_role("heading", level=1).inner_text() == "Notifications"
+    assert await page.get_by_text("1 new since your last visit.").is_visible()
+    item = page.locator(".notification.new")
+    assert "admin @admin@127.0.0.1" in await item.inner_text()
+    assert "mentioned you on Listening before funding" in await item.inner_text()
+    assert "we will try this." in await item.inner_text()
+    await item.get_by_role("link", name="Listening before funding").click()
+    assert await page.get_by_role("heading", level=1).inner_text() == "Listening before funding"
+    await page.get_by_role("link", name="Notifications").click()
+    assert await page.get_by_text("Nothing new since your last visit.").is_visible()
