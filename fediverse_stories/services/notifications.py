@@ -47,6 +47,7 @@ class Notification:
     actor: Actor  # who did it
     story: Story | None = None  # the story commented on, liked or boosted (or its comment's)
     comment: Comment | None = None  # the comment, or the comment liked or boosted
+    follow: Follow | None = None  # a follow, or a request the member may approve or reject
 
 
 async def for_account(session: AsyncSession, account: Account) -> list[Notification]:
@@ -59,12 +60,12 @@ async def for_account(session: AsyncSession, account: Account) -> list[Notificat
         (Kind.REPLY, _replies(me)),
         (Kind.COMMENT, _comments_on_stories(me)),
     ):
-        for comment, story in (await session.execute(query.limit(LIMIT))):
+        for comment, story in await session.execute(query.limit(LIMIT)):
             note = Notification(kind, comment.received_at, comment.author, story, comment)
             found.setdefault(("comment", comment.id), note)
-    for follow, actor in (await session.execute(_follows(me))):
+    for follow, actor in await session.execute(_follows(me)):
         kind = Kind.FOLLOW if follow.state == FollowState.ACCEPTED else Kind.FOLLOW_REQUEST
-        found[("follow", follow.id)] = Notification(kind, follow.created_at, actor)
+        found[("follow", follow.id)] = Notification(kind, follow.created_at, actor, follow=follow)
     for interaction, actor, on_story, on_comment in await _interactions(session, me):
         kind = Kind.LIKE if interaction.type == "Like" else Kind.SHARE
         note = Notification(kind, interaction.created_at, actor, on_story, on_comment)

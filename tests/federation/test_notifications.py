@@ -11,12 +11,13 @@ import re
 
 from sqlalchemy import select
 
-from fediverse_stories.db.models import Comment, Role
+from fediverse_stories.db.models import Comment, Follow, Role
 from fediverse_stories.services import comments, follows, publishing
+from fediverse_stories.services.accounts import create_account
 from fediverse_stories.services.stories import StoryDraft
 from tests.federation.test_interactions import send
 from tests.federation.test_threads import AMINA, add_user, local_comment
-from tests.support.instances import Instance, InstanceFactory, settle, sign_in
+from tests.support.instances import Instance, InstanceFactory, csrf_from, settle, sign_in
 from tests.support.mastodon import ALICE, MastodonRemote
 
 
@@ -119,3 +120,60 @@ async def test_a_member_sees_what_happened_to_their_work_once_as_new(
     await comments.remove(a.ctx, carol_reply)
     await settle(a, b)
     assert "Carol replies." not in (await a.client.get("/notifications")).text
+
+
+async def test_a_member_answers_follow_requests_from_their_notifications(
+    instances: InstanceFactory,
+) -> None:
+    a = await instances.start("http://a.test")
+    b = await instances.start("http://b.test")
+    async with a.ctx.sessions.begin() as session:
+        await create_account(session, a.ctx, "mo", "a-good-password", manual_approval=True)
+    await add_user(a, "carol")
+    await add_user(b, "bob")
+    alice = MastodonRemote.register(instances)
+    await alice.follow("http://a.test/users/mo")
+    await settle(a, b)
+    await follows.follow(b.ctx, "bob", "mo@a.test")
+    await settle(a, b)
+
+    assert (await sign_in(a, "mo", "a-good-password")).status_code == 303
+    page = (await a.client.get("/notifications")).text
+    assert [text for _, text in entries(page)] == [
+        "bob @bob@b.test asked to follow you",
+        "Alice @alice@mastodon.test asked to follow you",
+    ]
+    approve, reject = request_forms(page)
+
+    # Only the followed member may answer, and only with a valid CSRF token.
+    assert (await a.client.post(approve[1], data={"csrf_token": "forged"})).status_code == 403
+    assert (await sign_in(a, "carol", "a-good-password")).status_code == 303
+    carol_token = csrf_from((await a.client.get("/notifications")).text)
+    refused = await a.client.post(approve[1], data={"csrf_token": carol_token})
+    assert refused.status_code == 404
+    assert (await sign_in(a, "mo", "a-good-password")).status_code == 303
+    token = csrf_from((await a.client.get("/notifications")).text)
+
+    answered = await a.client.post(approve[1], data={"csrf_token": token})  # Alice's request
+    assert (answered.status_code, answered.headers["location"]) == (303, "/notifications")
+    again = await a.client.post(approve[1], data={"csrf_token": token})
+    assert again.status_code == 409
+    assert (await a.client.post(reject[0], data={"csrf_token": token})).status_code == 303
+    await settle(a, b)
+
+    # Alice's server got an Accept of her Follow; bob's instance a Reject, and forgot the follow.
+    assert [x["object"]["actor"] for x in alice.activities("Accept")] == [ALICE]
+    async with b.ctx.sessions() as session:
+        assert list((await session.execute(select(Follow))).scalars()) == []
+    page = (await a.client.get("/notifications")).text
+    assert [text for _, text in entries(page)] == ["Alice @alice@mastodon.test followed you"]
+    assert "Approve" not in page
+
+
+def request_forms(page: str) -> tuple[list[str], list[str]]:
+    """The approve and the reject form actions, in the page's order."""
+    actions = re.findall(r'action="(/notifications/follow-requests/\d+/(?:approve|reject))"', page)
+    return (
+        [action for action in actions if action.endswith("/approve")],
+        [action for action in actions if action.endswith("/reject")],
+    )
