@@ -8,6 +8,7 @@ unreachable) stays plain text; the comment is posted either way.
 
 from __future__ import annotations
 
+import asyncio
 import html
 import re
 from collections.abc import Iterable
@@ -46,20 +47,22 @@ def _key(match: re.Match[str], our_host: str) -> str:
 
 
 async def resolve(ctx: Context, text: str) -> Mentioned:
-    """The actors the text mentions, at most MAX_MENTIONS handles tried, in order of writing."""
-    found: Mentioned = {}
-    tried: set[str] = set()
+    """The actors the text mentions, of its first MAX_MENTIONS distinct handles.
+
+    The handles are looked up at once, so a comment naming several unreachable servers waits
+    for the slowest lookup (bounded by the fetch deadlines), not for their sum.
+    """
+    written: dict[str, str] = {}  # handle key -> the user part as written
     for match in MENTION.finditer(text):
         key = _key(match, ctx.settings.host)
-        if key in tried:
-            continue
-        if len(tried) == MAX_MENTIONS:
-            break
-        tried.add(key)
-        actor = await _resolve_one(ctx, match["user"], key.partition("@")[2])
-        if actor is not None:
-            found[key] = actor
-    return found
+        if key not in written:
+            if len(written) == MAX_MENTIONS:
+                break
+            written[key] = match["user"]
+    actors = await asyncio.gather(
+        *(_resolve_one(ctx, user, key.partition("@")[2]) for key, user in written.items())
+    )
+    return {key: actor for key, actor in zip(written, actors, strict=True) if actor is not None}
 
 
 async def _resolve_one(ctx: Context, user: str, host: str) -> Actor | None:
