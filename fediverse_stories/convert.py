@@ -90,9 +90,13 @@ def shared_inbox_url(ctx: Context) -> str:
     return ctx.settings.url("/inbox")
 
 
+def tag_path(name: str) -> str:
+    """The path of a hashtag's page; tags compare case-insensitively, so it is lower case."""
+    return f"/tags/{quote(name.lower(), safe='')}"
+
+
 def tag_url(ctx: Context, name: str) -> str:
-    """The page of a hashtag; tags compare case-insensitively, so the URL is lower case."""
-    return ctx.settings.url(f"/tags/{quote(name.lower(), safe='')}")
+    return ctx.settings.url(tag_path(name))
 
 
 # --------------------------------------------------------------------------------------------

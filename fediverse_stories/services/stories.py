@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fediverse_stories.context import Context
@@ -132,6 +132,26 @@ async def latest_public(
     )
     if before_id is not None:
         query = query.where(Story.id < before_id)
+    return list((await session.execute(query)).scalars())
+
+
+MAX_TAG = 100  # as StoryTag.name
+
+
+async def tagged(session: AsyncSession, tag: str, *, local: bool, limit: int = 50) -> list[Story]:
+    """Public stories we carry with this hashtag (any case), ours or the network's, newest first."""
+    with_tag = select(StoryTag.story_id).where(func.lower(StoryTag.name) == tag.lower())
+    query = (
+        select(Story)
+        .where(
+            Story.id.in_(with_tag),
+            Story.local.is_(local),
+            Story.deleted_at.is_(None),
+            Story.visibility == Visibility.PUBLIC,
+        )
+        .order_by(Story.published_at.desc(), Story.id.desc())
+        .limit(limit)
+    )
     return list((await session.execute(query)).scalars())
 
 

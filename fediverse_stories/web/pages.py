@@ -87,6 +87,20 @@ async def profile(request: Request) -> Response:
     return render(request, "profile.html", {"actor": actor, "stories": written})
 
 
+async def tag_page(request: Request) -> Response:
+    """`/tags/NAME`: the stories here with that hashtag, then the network's (the `href` of every
+    Hashtag our Articles carry)."""
+    ctx: Context = request.app.state.ctx
+    tag = request.path_params["tag"].lstrip("#")
+    if not tag or len(tag) > stories.MAX_TAG:
+        raise HTTPException(404, "No such tag.")
+    async with ctx.sessions() as session:
+        await current_account(request, session)
+        here = await stories.tagged(session, tag, local=True)
+        network = await stories.tagged(session, tag, local=False, limit=20)
+    return render(request, "tag.html", {"tag": tag.lower(), "stories": here, "posts": network})
+
+
 def _int_param(request: Request, name: str) -> int:
     value = request.path_params[name]
     if not isinstance(value, int) or value <= 0 or value > 2**62:
@@ -100,4 +114,5 @@ routes = [
     Route("/network/{story_id:int}", network_story, methods=["GET"]),
     Route("/stories/{story_id:int}", story_page, methods=["GET"]),
     Route("/users/{username}", profile, methods=["GET"]),
+    Route("/tags/{tag}", tag_page, methods=["GET"]),
 ]

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.templating import Jinja2Templates
 
+from fediverse_stories.convert import tag_path
 from fediverse_stories.web.sessions import csrf_token
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
@@ -31,6 +32,7 @@ def http_url(value: object) -> str:
 
 
 templates.env.filters["http_url"] = http_url
+templates.env.filters["tag_path"] = tag_path
 
 
 def render(

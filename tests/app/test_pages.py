@@ -120,3 +120,55 @@ async def test_pages_send_security_headers(instance: Instance) -> None:
     response = await instance.client.get("/")
     assert "default-src 'none'" in response.headers["content-security-policy"]
     assert response.headers["x-content-type-options"] == "nosniff"
+
+
+async def test_a_hashtag_links_to_its_page_of_stories_here_and_from_the_network(
+    instance: Instance,
+) -> None:
+    from datetime import UTC, datetime
+
+    from fediverse_stories.db.models import Actor, Story, StoryTag
+
+    tagged = await publish(instance, title="Tagged here", tags=["Localisation"])
+    await publish(instance, title="Other tag", tags=["funding"])
+    await publish(instance, title="Hidden", tags=["localisation"], visibility=Visibility.FOLLOWERS)
+    async with instance.ctx.sessions.begin() as session:
+        remote = Actor(
+            uri="https://peer.example/users/kofi",
+            type="Person",
+            username="kofi",
+            domain="peer.example",
+            created_at=datetime.now(UTC),
+        )
+        session.add(remote)
+        await session.flush()
+        session.add(
+            Story(
+                uri="https://peer.example/notes/1",
+                local=False,
+                author_id=remote.id,
+                title="",
+                content_html="<p>Our take on #localisation.</p>",
+                published_at=datetime.now(UTC),
+                tags=[StoryTag(name="LOCALISATION")],
+            )
+        )
+
+    # The Article's Hashtag points at a page that answers, whatever the case of the link.
+    article = await instance.client.get(
+        f"/stories/{tagged}", headers={"Accept": "application/activity+json"}
+    )
+    (hashtag,) = article.json()["tag"]
+    assert hashtag["href"] == "http://a.test/tags/localisation"
+    story_page = await instance.client.get(f"/stories/{tagged}")
+    assert '<a href="/tags/localisation" rel="tag">#Localisation</a>' in story_page.text
+    for path in ("/tags/localisation", "/tags/LocalISATION"):
+        page = await instance.client.get(path)
+        assert page.status_code == 200
+        assert "<h1>#localisation</h1>" in page.text
+        assert "Tagged here" in page.text and "Our take on #localisation." in page.text
+        assert "Other tag" not in page.text and "Hidden" not in page.text
+    nothing = await instance.client.get("/tags/nothing-here")
+    assert nothing.status_code == 200
+    assert "No story here is tagged #nothing-here yet." in nothing.text
+    assert (await instance.client.get("/tags/" + "x" * 101)).status_code == 404
