@@ -117,6 +117,14 @@ def story_html(html: str) -> str:
     return _clean(html, STORY_TAGS)
 
 
+MAX_SEARCH_TEXT = 100_000
+
+
+def text_for_search(html: str) -> str:
+    """What full-text search indexes of a story's body: its words, without markup, bounded."""
+    return plain_text(html)[:MAX_SEARCH_TEXT]
+
+
 def plain_text(html: str) -> str:
     """Only the text of some HTML (for titles, names, meta tags); escape it where it is shown."""
     text = nh3.clean(html, tags=set(), clean_content_tags=set(DROP_WITH_CONTENT))

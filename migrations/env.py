@@ -8,6 +8,7 @@ from typing import Any, Literal
 from alembic import context
 from sqlalchemy.engine import Connection
 
+from fediverse_stories.db import fulltext
 from fediverse_stories.db.engine import make_engine
 from fediverse_stories.db.models import Base, UTCDateTime
 
@@ -29,6 +30,7 @@ def _run(connection: Connection) -> None:
         render_as_batch=True,  # SQLite cannot ALTER most things; batch mode copies the table
         compare_type=True,
         render_item=_render_item,
+        include_object=fulltext.include_object,  # the search index is made by hand (0010)
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -14,6 +14,8 @@ from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from fediverse_stories.db import fulltext
+
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
 
@@ -51,6 +53,8 @@ async def migrate(engine: AsyncEngine) -> bool:
 
 def schema_drift(connection: Connection, metadata: MetaData) -> list[Any]:
     """What autogenerate would change to make the database match `metadata` (empty: no drift)."""
-    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    context = MigrationContext.configure(
+        connection, opts={"compare_type": True, "include_object": fulltext.include_object}
+    )
     diffs: list[Any] = compare_metadata(context, metadata)
     return diffs

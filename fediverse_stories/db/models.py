@@ -206,6 +206,9 @@ class Story(Base):
     summary: Mapped[str] = mapped_column(Text, default="")
     source_markdown: Mapped[str] = mapped_column(Text, default="")
     content_html: Mapped[str] = mapped_column(Text, default="")
+    # The body's words for full-text search (sanitize.text_for_search); the index over title,
+    # summary and this is not in the metadata: db/fulltext.py.
+    search_text: Mapped[str] = mapped_column(Text, default="", server_default="")
     language: Mapped[str] = mapped_column(String(16), default="en")
     visibility: Mapped[Visibility] = mapped_column(_enum(Visibility), default=Visibility.PUBLIC)
     comment_policy: Mapped[CommentPolicy] = mapped_column(

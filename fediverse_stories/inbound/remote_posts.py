@@ -7,7 +7,7 @@ from typing import Any
 
 from activitypub.vocab import PUBLIC, addresses, as_list, id_of, primary_type
 from fediverse_stories.db.models import CommentPolicy, StoryTag, Visibility
-from fediverse_stories.sanitize import plain_text, story_html
+from fediverse_stories.sanitize import plain_text, story_html, text_for_search
 
 MAX_CONTENT = 200_000
 
@@ -56,6 +56,7 @@ def post_fields(obj: dict[str, Any]) -> dict[str, Any]:
         "title": plain_text(name)[:500],
         "summary": plain_text(summary)[:2000],
         "content_html": story_html(content[:MAX_CONTENT]),
+        "search_text": text_for_search(content[:MAX_CONTENT]),
         "language": "en",
         "visibility": visibility,
         "comment_policy": CommentPolicy.OPEN,

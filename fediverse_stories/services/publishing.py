@@ -16,6 +16,7 @@ from fediverse_stories.context import Context
 from fediverse_stories.db.models import Actor, Story, Visibility
 from fediverse_stories.markdown import render_markdown
 from fediverse_stories.outbound import store as outbound
+from fediverse_stories.sanitize import text_for_search
 from fediverse_stories.services.accounts import get_account
 from fediverse_stories.services.actors import local_actor
 from fediverse_stories.services.errors import Invalid, NotFound
@@ -112,6 +113,7 @@ async def update(
                 raise Invalid(f"the story body must be 1-{MAX_BODY} characters")
             story.source_markdown = body
             story.content_html = render_markdown(body)
+            story.search_text = text_for_search(story.content_html)
         if title is None and summary is None and body is None:
             raise Invalid("nothing to change: give --title, --summary or a file")
         story.updated_at = ctx.clock()

@@ -22,6 +22,7 @@ from fediverse_stories.db.models import (
     Visibility,
 )
 from fediverse_stories.markdown import render_markdown
+from fediverse_stories.sanitize import text_for_search
 from fediverse_stories.services.errors import Forbidden, Invalid, NotFound
 
 MAX_TITLE = 300
@@ -95,13 +96,15 @@ async def create_story(
         raise Forbidden(f"{author.username} is a {author.role.value} and cannot publish stories")
     draft.validate()
     now = ctx.clock()
+    content_html = render_markdown(draft.body_markdown)
     story = Story(
         local=True,
         author_id=author.actor_id,
         title=draft.title,
         summary=draft.summary.strip(),
         source_markdown=draft.body_markdown,
-        content_html=render_markdown(draft.body_markdown),
+        content_html=content_html,
+        search_text=text_for_search(content_html),
         language=draft.language,
         visibility=draft.visibility,
         comment_policy=draft.comment_policy,

@@ -1,4 +1,4 @@
-"""The public HTML pages: home, story, author profile."""
+"""The public HTML pages: home, story, author profile, hashtags and search."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from fediverse_stories.context import Context
+from fediverse_stories.db import fulltext
 from fediverse_stories.db.models import Visibility
-from fediverse_stories.services import stories
+from fediverse_stories.services import search, stories
 from fediverse_stories.services.actors import local_actor
 from fediverse_stories.services.stories import effective_policy
 from fediverse_stories.services.story_view import read_story_page
@@ -101,6 +102,21 @@ async def tag_page(request: Request) -> Response:
     return render(request, "tag.html", {"tag": tag.lower(), "stories": here, "posts": network})
 
 
+MAX_SEARCH_PAGE = 50
+
+
+async def search_page(request: Request) -> Response:
+    """`/search?q=WORDS`: public stories here and from the network with every word."""
+    ctx: Context = request.app.state.ctx
+    query = request.query_params.get("q", "")[: fulltext.MAX_QUERY]
+    page = request.query_params.get("page", "1")
+    number = int(page) if page.isdigit() and 0 < int(page) <= MAX_SEARCH_PAGE else 1
+    async with ctx.sessions() as session:
+        await current_account(request, session)
+        found = await search.stories(session, query, page=number)
+    return render(request, "search.html", {"query": query, "found": found, "page": number})
+
+
 def _int_param(request: Request, name: str) -> int:
     value = request.path_params[name]
     if not isinstance(value, int) or value <= 0 or value > 2**62:
@@ -115,4 +131,5 @@ routes = [
     Route("/stories/{story_id:int}", story_page, methods=["GET"]),
     Route("/users/{username}", profile, methods=["GET"]),
     Route("/tags/{tag}", tag_page, methods=["GET"]),
+    Route("/search", search_page, methods=["GET"]),
 ]

@@ -125,34 +125,12 @@ async def test_pages_send_security_headers(instance: Instance) -> None:
 async def test_a_hashtag_links_to_its_page_of_stories_here_and_from_the_network(
     instance: Instance,
 ) -> None:
-    from datetime import UTC, datetime
-
-    from fediverse_stories.db.models import Actor, Story, StoryTag
+    from tests.app.test_search import from_the_network
 
     tagged = await publish(instance, title="Tagged here", tags=["Localisation"])
     await publish(instance, title="Other tag", tags=["funding"])
     await publish(instance, title="Hidden", tags=["localisation"], visibility=Visibility.FOLLOWERS)
-    async with instance.ctx.sessions.begin() as session:
-        remote = Actor(
-            uri="https://peer.example/users/kofi",
-            type="Person",
-            username="kofi",
-            domain="peer.example",
-            created_at=datetime.now(UTC),
-        )
-        session.add(remote)
-        await session.flush()
-        session.add(
-            Story(
-                uri="https://peer.example/notes/1",
-                local=False,
-                author_id=remote.id,
-                title="",
-                content_html="<p>Our take on #localisation.</p>",
-                published_at=datetime.now(UTC),
-                tags=[StoryTag(name="LOCALISATION")],
-            )
-        )
+    await from_the_network(instance, "<p>Our take on #localisation.</p>", ("LOCALISATION",))
 
     # The Article's Hashtag points at a page that answers, whatever the case of the link.
     article = await instance.client.get(
