@@ -207,8 +207,8 @@ class Story(Base):
     source_markdown: Mapped[str] = mapped_column(Text, default="")
     content_html: Mapped[str] = mapped_column(Text, default="")
     # The body's words for full-text search (sanitize.text_for_search); the index over title,
-    # summary and this is not in the metadata: db/fulltext.py.
-    search_text: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # summary and this is not in the metadata: db/fulltext.py. Deferred: only the index reads it.
+    search_text: Mapped[str] = mapped_column(Text, default="", server_default="", deferred=True)
     language: Mapped[str] = mapped_column(String(16), default="en")
     visibility: Mapped[Visibility] = mapped_column(_enum(Visibility), default=Visibility.PUBLIC)
     comment_policy: Mapped[CommentPolicy] = mapped_column(
