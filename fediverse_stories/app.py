@@ -80,6 +80,21 @@ class SecurityHeadersMiddleware:
         await self.app(scope, receive, send_with_headers)
 
 
+class RefuseNulMiddleware:
+    """A 400 for a NUL character in the path or the query: no handler can use one, and
+    PostgreSQL refuses it in any text it is asked to compare (a 500 before this)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and ("\x00" in scope["path"] or b"%00" in scope["query_string"]):
+            response = JSONResponse({"error": "NUL character in the URL"}, status_code=400)
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if "html" in request.headers.get("accept", "") or request.method == "POST":
@@ -140,6 +155,7 @@ def create_app(
         routes=routes,
         middleware=[
             Middleware(SecurityHeadersMiddleware),
+            Middleware(RefuseNulMiddleware),
             Middleware(InstanceSessionMiddleware, ctx=ctx),
         ],
         exception_handlers={HTTPException: http_error},

@@ -20,7 +20,7 @@ from fediverse_stories.db.models import Account, Comment, CommentState, Story
 from fediverse_stories.services import comments
 from fediverse_stories.services.errors import Forbidden, Invalid, NotFound
 from fediverse_stories.web.current import current_account
-from fediverse_stories.web.sessions import check_csrf
+from fediverse_stories.web.sessions import checked_form
 from fediverse_stories.web.templating import render
 
 PAGE = "/admin/comments"
@@ -78,8 +78,7 @@ def _action(
 
     async def endpoint(request: Request) -> Response:
         ctx: Context = request.app.state.ctx
-        async with request.form(**FORM_LIMITS) as form:
-            check_csrf(request, form.get("csrf_token"))
+        await checked_form(request, FORM_LIMITS)
         async with ctx.sessions() as session:
             try:
                 await _moderator(request, session)

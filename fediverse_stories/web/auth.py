@@ -9,7 +9,7 @@ from starlette.routing import Route
 from fediverse_stories.context import Context
 from fediverse_stories.services.accounts import LoginLimited, authenticate
 from fediverse_stories.web.current import current_account
-from fediverse_stories.web.sessions import check_csrf
+from fediverse_stories.web.sessions import checked_form
 from fediverse_stories.web.templating import render
 
 FORM_LIMITS = {"max_files": 0, "max_fields": 10, "max_part_size": 4096}
@@ -24,10 +24,9 @@ async def login_form(request: Request) -> Response:
 
 async def login(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
-    async with request.form(**FORM_LIMITS) as form:
-        check_csrf(request, form.get("csrf_token"))
-        username = str(form.get("username", ""))[:100].strip().lower()
-        password = str(form.get("password", ""))
+    form = await checked_form(request, FORM_LIMITS)
+    username = form.get("username", "")[:100].strip().lower()
+    password = form.get("password", "")
     address = request.client.host if request.client else "unknown"
     try:
         async with ctx.sessions.begin() as session:
@@ -57,8 +56,7 @@ async def login(request: Request) -> Response:
 
 
 async def logout(request: Request) -> Response:
-    async with request.form(**FORM_LIMITS) as form:
-        check_csrf(request, form.get("csrf_token"))
+    await checked_form(request, FORM_LIMITS)
     request.session.clear()
     return RedirectResponse("/", status_code=303)
 

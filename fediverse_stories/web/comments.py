@@ -20,7 +20,7 @@ from fediverse_stories.web.negotiation import (
     activity_error,
     negotiated,
 )
-from fediverse_stories.web.sessions import check_csrf
+from fediverse_stories.web.sessions import checked_form
 from fediverse_stories.web.signed_fetch import signed_if_required
 
 PAGE_SIZE = 20
@@ -30,10 +30,9 @@ FORM_LIMITS = {"max_files": 0, "max_fields": 5, "max_part_size": 64 * 1024}
 async def post_comment(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     story_id = request.path_params["story_id"]
-    async with request.form(**FORM_LIMITS) as form:
-        check_csrf(request, form.get("csrf_token"))
-        text = str(form.get("content", ""))
-        parent = str(form.get("in_reply_to", "")).strip()
+    form = await checked_form(request, FORM_LIMITS)
+    text = form.get("content", "")
+    parent = form.get("in_reply_to", "").strip()
     async with ctx.sessions() as session:
         account = await current_account(request, session)
     if account is None:

@@ -38,6 +38,7 @@ from fediverse_stories.web.verification import request_target, verification_term
 
 MAX_DEPTH = 64
 LONE_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
+NUL_ESCAPE = b"\\u0000"  # raw NUL bytes are control characters the JSON decoder refuses
 
 
 def refuse(status: int, reason: str) -> JSONResponse:
@@ -91,7 +92,20 @@ def parse_activity(body: bytes) -> dict[str, Any]:
     if LONE_SURROGATE_ESCAPE.search(body):
         # `\ud800` alone decodes to a string no database (and no UTF-8) can hold.
         json.dumps(document, ensure_ascii=False).encode("utf-8")
+    if NUL_ESCAPE in body and _holds_nul(document):
+        raise ValueError("a string holds a NUL character (PostgreSQL text cannot)")
     return document
+
+
+def _holds_nul(value: Any) -> bool:
+    """Whether any key or string in a decoded document holds a NUL (depth is already bounded)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return False
 
 
 def _check_depth(body: bytes) -> None:

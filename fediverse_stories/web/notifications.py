@@ -15,7 +15,7 @@ from fediverse_stories.db.models import Actor, Follow, FollowState
 from fediverse_stories.services import follows, notifications
 from fediverse_stories.services.errors import Conflict, NotFound
 from fediverse_stories.web.current import current_account
-from fediverse_stories.web.sessions import check_csrf
+from fediverse_stories.web.sessions import checked_form
 from fediverse_stories.web.templating import render
 
 PAGE = "/notifications"
@@ -52,8 +52,7 @@ def _answer_request(
 
     async def endpoint(request: Request) -> Response:
         ctx: Context = request.app.state.ctx
-        async with request.form(**FORM_LIMITS) as form:
-            check_csrf(request, form.get("csrf_token"))
+        await checked_form(request, FORM_LIMITS)
         async with ctx.sessions() as session:
             account = await current_account(request, session)
             if account is None:

@@ -55,6 +55,17 @@ def csrf_token(request: Request) -> str:
     return token
 
 
+async def checked_form(request: Request, limits: dict[str, int]) -> dict[str, str]:
+    """A posted form's text fields, once its CSRF token is this session's (403 otherwise); a
+    field holding a NUL character is a 400 (PostgreSQL text cannot hold one)."""
+    async with request.form(**limits) as form:
+        check_csrf(request, form.get("csrf_token"))
+        fields = {name: value for name, value in form.items() if isinstance(value, str)}
+    if any("\x00" in value for value in fields.values()):
+        raise HTTPException(400, "The form holds a NUL character.")
+    return fields
+
+
 def check_csrf(request: Request, submitted: object) -> None:
     """Refuse (403) a form whose token is missing or not this session's."""
     expected = request.session.get("csrf")
