@@ -27,6 +27,7 @@ from fediverse_stories.services.stories import (
     StoryDraft,
     create_story,
 )
+from fediverse_stories.whole_numbers import whole_number
 
 
 async def _organization(session: AsyncSession, ctx: Context) -> Actor | None:
@@ -80,9 +81,10 @@ async def publish(ctx: Context, author_name: str, draft: StoryDraft) -> Story:
 async def find_local_story(session: AsyncSession, ctx: Context, url: str) -> Story:
     prefix = ctx.settings.url("/stories/")
     tail = url[len(prefix) :] if url.startswith(prefix) else ""
-    if not tail.isdigit():
+    story_id = whole_number(tail)
+    if story_id is None:
         raise NotFound(f"{url} is not a story of this instance ({prefix}ID)")
-    story = await session.get(Story, int(tail))
+    story = await session.get(Story, story_id)
     if story is None or not story.local or story.deleted_at is not None:
         raise NotFound(f"no story at {url}")
     return story

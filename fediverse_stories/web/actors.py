@@ -35,6 +35,7 @@ from fediverse_stories.web.negotiation import (
     negotiated,
 )
 from fediverse_stories.web.signed_fetch import signed_if_required
+from fediverse_stories.whole_numbers import whole_number
 
 PAGE_SIZE = 20
 MAX_PAGE = 100_000
@@ -69,9 +70,10 @@ def _page_number(request: Request) -> int | None:
     raw = request.query_params.get("page")
     if raw is None:
         return None
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_PAGE:
+    number = whole_number(raw, most=MAX_PAGE)
+    if number is None:
         raise BadPage(f"page must be a whole number from 1 to {MAX_PAGE}")
-    return int(raw)
+    return number
 
 
 # --------------------------------------------------------------------------------------------

@@ -112,7 +112,7 @@ async def _remove(ctx: Context, url: str) -> Comment:
 
 routes = [
     Route(PAGE, moderation_page, methods=["GET"]),
-    Route(f"{PAGE}/{{comment_id:int}}/approve", _action(comments.approve), methods=["POST"]),
-    Route(f"{PAGE}/{{comment_id:int}}/reject", _action(comments.reject), methods=["POST"]),
-    Route(f"{PAGE}/{{comment_id:int}}/remove", _action(_remove), methods=["POST"]),
+    Route(f"{PAGE}/{{comment_id:id}}/approve", _action(comments.approve), methods=["POST"]),
+    Route(f"{PAGE}/{{comment_id:id}}/reject", _action(comments.reject), methods=["POST"]),
+    Route(f"{PAGE}/{{comment_id:id}}/remove", _action(_remove), methods=["POST"]),
 ]

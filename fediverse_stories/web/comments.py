@@ -22,6 +22,7 @@ from fediverse_stories.web.negotiation import (
 )
 from fediverse_stories.web.sessions import checked_form
 from fediverse_stories.web.signed_fetch import signed_if_required
+from fediverse_stories.whole_numbers import whole_number
 
 PAGE_SIZE = 20
 FORM_LIMITS = {"max_files": 0, "max_fields": 5, "max_part_size": 64 * 1024}
@@ -43,7 +44,7 @@ async def post_comment(request: Request) -> Response:
             account.username,
             story_id,
             text,
-            parent_id=int(parent) if parent.isdigit() else None,
+            parent_id=whole_number(parent),
         )
     except NotFound as error:
         raise HTTPException(404, str(error)) from None
@@ -108,9 +109,10 @@ def _page(request: Request) -> int | None:
     raw = request.query_params.get("page")
     if raw is None:
         return None
-    if not raw.isdigit() or not 1 <= int(raw) <= 100_000:
+    number = whole_number(raw, most=100_000)
+    if number is None:
         raise HTTPException(400, "page must be a whole number from 1")
-    return int(raw)
+    return number
 
 
 async def thread_collection(request: Request) -> Response:
@@ -153,16 +155,16 @@ async def thread_collection(request: Request) -> Response:
 
 
 routes = [
-    Route("/stories/{story_id:int}/comments", post_comment, methods=["POST"]),
+    Route("/stories/{story_id:id}/comments", post_comment, methods=["POST"]),
     Route(
-        "/comments/{comment_id:int}",
+        "/comments/{comment_id:id}",
         negotiated(comment_html, signed_if_required(comment_json)),
         methods=["GET"],
     ),
     Route(
-        "/stories/{story_id:int}/replies", signed_if_required(thread_collection), methods=["GET"]
+        "/stories/{story_id:id}/replies", signed_if_required(thread_collection), methods=["GET"]
     ),
     Route(
-        "/stories/{story_id:int}/context", signed_if_required(thread_collection), methods=["GET"]
+        "/stories/{story_id:id}/context", signed_if_required(thread_collection), methods=["GET"]
     ),
 ]

@@ -76,12 +76,12 @@ def _answer_request(
 routes = [
     Route(PAGE, notifications_page, methods=["GET"]),
     Route(
-        f"{PAGE}/follow-requests/{{follow_id:int}}/approve",
+        f"{PAGE}/follow-requests/{{follow_id:id}}/approve",
         _answer_request(follows.approve),
         methods=["POST"],
     ),
     Route(
-        f"{PAGE}/follow-requests/{{follow_id:int}}/reject",
+        f"{PAGE}/follow-requests/{{follow_id:id}}/reject",
         _answer_request(follows.reject),
         methods=["POST"],
     ),

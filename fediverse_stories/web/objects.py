@@ -89,10 +89,10 @@ async def story_create(request: Request) -> Response:
 
 routes = [
     Route(
-        "/stories/{story_id:int}",
+        "/stories/{story_id:id}",
         negotiated(pages.story_page, signed_if_required(story_json)),
         methods=["GET"],
     ),
-    Route("/stories/{story_id:int}/activity", signed_if_required(story_create), methods=["GET"]),
+    Route("/stories/{story_id:id}/activity", signed_if_required(story_create), methods=["GET"]),
     Route("/activities/{activity_id}", signed_if_required(activity_json), methods=["GET"]),
 ]

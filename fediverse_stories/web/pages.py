@@ -16,6 +16,7 @@ from fediverse_stories.services.stories import effective_policy
 from fediverse_stories.services.story_view import read_story_page
 from fediverse_stories.web.current import current_account, signed_in
 from fediverse_stories.web.templating import render
+from fediverse_stories.whole_numbers import whole_number
 
 
 async def home(request: Request) -> Response:
@@ -110,7 +111,7 @@ async def search_page(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     query = request.query_params.get("q", "")[: fulltext.MAX_QUERY]
     page = request.query_params.get("page", "1")
-    number = int(page) if page.isdigit() and 0 < int(page) <= MAX_SEARCH_PAGE else 1
+    number = whole_number(page, most=MAX_SEARCH_PAGE) or 1
     async with ctx.sessions() as session:
         await current_account(request, session)
         found = await search.stories(session, query, page=number)
@@ -127,8 +128,8 @@ def _int_param(request: Request, name: str) -> int:
 routes = [
     Route("/", home, methods=["GET"]),
     Route("/network", network, methods=["GET"]),
-    Route("/network/{story_id:int}", network_story, methods=["GET"]),
-    Route("/stories/{story_id:int}", story_page, methods=["GET"]),
+    Route("/network/{story_id:id}", network_story, methods=["GET"]),
+    Route("/stories/{story_id:id}", story_page, methods=["GET"]),
     Route("/users/{username}", profile, methods=["GET"]),
     Route("/tags/{tag}", tag_page, methods=["GET"]),
     Route("/search", search_page, methods=["GET"]),
