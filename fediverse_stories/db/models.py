@@ -276,6 +276,24 @@ class CommentMention(Base):
     actor_id: Mapped[int] = mapped_column(ForeignKey("actors.id"), primary_key=True, index=True)
 
 
+class Report(Base):
+    """A Flag from another server: someone there reported our actors or what they wrote."""
+
+    __tablename__ = "reports"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    activity_uri: Mapped[str] = mapped_column(URL, unique=True)
+    reporter_id: Mapped[int] = mapped_column(ForeignKey("actors.id"))  # often their server
+    # The reported URIs that are ours (actors, stories, comments), as a JSON list.
+    objects: Mapped[str] = mapped_column(Text)
+    comment: Mapped[str] = mapped_column(Text, default="")  # the reporter's words, plain text
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    resolved_by: Mapped[str | None] = mapped_column(String(30))  # the moderator's username
+
+    reporter: Mapped[Actor] = relationship(lazy="joined")
+
+
 class Interaction(Base):
     """A Like or Announce of one of the stories or comments we carry, by one actor."""
 

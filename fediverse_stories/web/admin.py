@@ -1,4 +1,5 @@
-"""The moderation page: held comments to approve or reject, shown comments to remove.
+"""The moderation pages: held comments to approve or reject, shown comments to remove, and
+reports from other servers to read and resolve.
 
 Plain forms (no JavaScript), each CSRF-checked; only moderators and admins get past the door.
 """
@@ -17,7 +18,7 @@ from starlette.routing import Route
 
 from fediverse_stories.context import Context
 from fediverse_stories.db.models import Account, Comment, CommentState, Story
-from fediverse_stories.services import comments
+from fediverse_stories.services import comments, reports
 from fediverse_stories.services.errors import Forbidden, Invalid, NotFound
 from fediverse_stories.web.current import current_account
 from fediverse_stories.web.sessions import checked_form
@@ -110,9 +111,43 @@ async def _remove(ctx: Context, url: str) -> Comment:
     return await comments.remove(ctx, url)
 
 
+REPORTS = "/admin/reports"
+
+
+async def reports_page(request: Request) -> Response:
+    """Reports from other servers: the open ones to read and resolve, the latest resolved."""
+    ctx: Context = request.app.state.ctx
+    async with ctx.sessions() as session:
+        try:
+            await _moderator(request, session)
+        except _SignIn:
+            return _to_login(request)
+        waiting, resolved = await reports.for_moderators(session)
+    return render(request, "admin_reports.html", {"waiting": waiting, "resolved": resolved})
+
+
+async def resolve_report(request: Request) -> Response:
+    ctx: Context = request.app.state.ctx
+    await checked_form(request, FORM_LIMITS)
+    async with ctx.sessions() as session:
+        try:
+            moderator = await _moderator(request, session)
+        except _SignIn:
+            return RedirectResponse(f"/login?next={REPORTS}", status_code=303)
+    try:
+        await reports.resolve(ctx, request.path_params["report_id"], moderator.username)
+    except NotFound:
+        raise HTTPException(404, "No such report.") from None
+    except Invalid as error:
+        raise HTTPException(409, f"Nothing done: {error}.") from None
+    return RedirectResponse(REPORTS, status_code=303)
+
+
 routes = [
     Route(PAGE, moderation_page, methods=["GET"]),
     Route(f"{PAGE}/{{comment_id:id}}/approve", _action(comments.approve), methods=["POST"]),
     Route(f"{PAGE}/{{comment_id:id}}/reject", _action(comments.reject), methods=["POST"]),
     Route(f"{PAGE}/{{comment_id:id}}/remove", _action(_remove), methods=["POST"]),
+    Route(REPORTS, reports_page, methods=["GET"]),
+    Route(f"{REPORTS}/{{report_id:id}}/resolve", resolve_report, methods=["POST"]),
 ]

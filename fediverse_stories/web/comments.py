@@ -161,10 +161,6 @@ routes = [
         negotiated(comment_html, signed_if_required(comment_json)),
         methods=["GET"],
     ),
-    Route(
-        "/stories/{story_id:id}/replies", signed_if_required(thread_collection), methods=["GET"]
-    ),
-    Route(
-        "/stories/{story_id:id}/context", signed_if_required(thread_collection), methods=["GET"]
-    ),
+    Route("/stories/{story_id:id}/replies", signed_if_required(thread_collection), methods=["GET"]),
+    Route("/stories/{story_id:id}/context", signed_if_required(thread_collection), methods=["GET"]),
 ]

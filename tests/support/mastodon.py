@@ -437,14 +437,16 @@ class MastodonRemote:
         covered: tuple[str, ...] = MASTODON_44,
         date: float | None = None,
         content_type: str = ACTIVITY_JSON,
+        as_instance: bool = False,
     ) -> dict[str, str]:
-        """alice's signed headers for a POST of `body` to `url`."""
+        """alice's signed headers for a POST of `body` to `url` (or the instance actor's, as
+        Mastodon signs a Flag)."""
         return sign_headers(
             "POST",
             url,
             body,
-            key=self.key,
-            key_id=ALICE_KEY,
+            key=self.instance_key if as_instance else self.key,
+            key_id=INSTANCE_KEY if as_instance else ALICE_KEY,
             covered=covered,
             date=self.clock() if date is None else date,
             content_type=content_type,
@@ -458,10 +460,18 @@ class MastodonRemote:
         covered: tuple[str, ...] = MASTODON_44,
         date: float | None = None,
         content_type: str = ACTIVITY_JSON,
+        as_instance: bool = False,
     ) -> httpx.Response:
         """POST an activity (or raw bytes) to `url`, signed by alice like Mastodon signs."""
         body = activity if isinstance(activity, bytes) else json.dumps(activity).encode()
-        headers = self.headers_for(url, body, covered=covered, date=date, content_type=content_type)
+        headers = self.headers_for(
+            url,
+            body,
+            covered=covered,
+            date=date,
+            content_type=content_type,
+            as_instance=as_instance,
+        )
         headers["User-Agent"] = "http.rb/5.2.0 (Mastodon/4.4.0; +http://mastodon.test/)"
         return await self.http.post(url, content=body, headers=headers)
 
