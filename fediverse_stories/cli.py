@@ -18,6 +18,7 @@ from fediverse_stories.cli_comments import add_comment_commands
 from fediverse_stories.cli_domain import add_domain_commands
 from fediverse_stories.cli_federation import add_federation_commands
 from fediverse_stories.cli_ops import add_ops_commands
+from fediverse_stories.cli_reports import add_report_commands
 from fediverse_stories.context import Context
 from fediverse_stories.services.accounts import create_account, parse_role, set_password
 from fediverse_stories.services.errors import ServiceError
@@ -76,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_federation_commands(commands, _Parser)
     add_domain_commands(commands, _Parser)
     add_comment_commands(commands, _Parser)
+    add_report_commands(commands, _Parser)
     add_ops_commands(commands, _Parser)
     return parser
 
@@ -101,13 +103,14 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _all_commands() -> dict[str, Callable[[Settings, argparse.Namespace], None]]:
-    from fediverse_stories import cli_comments, cli_domain, cli_federation, cli_ops
+    from fediverse_stories import cli_comments, cli_domain, cli_federation, cli_ops, cli_reports
 
     return {
         **COMMANDS,
         **cli_federation.COMMANDS,
         **cli_domain.COMMANDS,
         **cli_comments.COMMANDS,
+        **cli_reports.COMMANDS,
         **cli_ops.COMMANDS,
     }
 
