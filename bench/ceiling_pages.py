@@ -3,7 +3,7 @@
 At start-up it reads the story and its shown comments once from the instance's database, with
 the app's own read function (`story_view.read_story_page`), and keeps them. Each request then
 only renders templates/story.html (a Jinja2 environment of its own on the same directory, with
-the app's `http_url` filter) with the context the app gives an anonymous visitor: no
+the app's `http_url` and `tag_path` filters) with the context the app gives an anonymous visitor: no
 database, no middleware, no session. Served by uvicorn the way `serve` is (1 worker, uvloop,
 httptools, log level info).
 
@@ -29,7 +29,7 @@ from fediverse_stories.context import Context
 from fediverse_stories.services.stories import effective_policy
 from fediverse_stories.services.story_view import read_story_page
 from fediverse_stories.settings import Settings
-from fediverse_stories.web.templating import TEMPLATES_DIR, http_url
+from fediverse_stories.web.templating import TEMPLATES_DIR, http_url, tag_path
 
 
 async def load(settings: Settings, story_id: int) -> dict[str, Any]:
@@ -48,6 +48,7 @@ async def load(settings: Settings, story_id: int) -> dict[str, Any]:
 def build(settings: Settings, page: dict[str, Any]) -> Starlette:
     templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
     templates.env.filters["http_url"] = http_url
+    templates.env.filters["tag_path"] = tag_path
     templates.env.auto_reload = False  # as the app's environment
     # What `render` adds for a visitor who is not signed in.
     context = {"settings": settings, "account": None, "csrf_token": lambda: "", **page}

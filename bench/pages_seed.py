@@ -10,6 +10,7 @@ rows are exactly what a real reply or member comment leaves.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import random
 import uuid
@@ -32,6 +33,7 @@ from fediverse_stories.db.models import (
     Visibility,
 )
 from fediverse_stories.markdown import render_markdown
+from fediverse_stories.sanitize import text_for_search
 
 from .common import Instance, remote_actor_row
 
@@ -119,6 +121,12 @@ def title(rng: random.Random, n: int) -> str:
     return f"{rng.choice(SUBJECTS)} in {rng.choice(PLACES)}, {rng.choice(ANGLES)} ({n})"
 
 
+@functools.cache
+def _words(content_html: str) -> str:
+    """What `create_story` stores for search, once per distinct body (there are few)."""
+    return text_for_search(content_html)
+
+
 def one_story(
     n: int, rng: random.Random, bodies: list[tuple[str, str]], author: Any, base_url: str
 ) -> SimpleNamespace:
@@ -134,6 +142,7 @@ def one_story(
         summary=" ".join(rng.sample(SENTENCES, 2)),
         source_markdown=source,
         content_html=content,
+        search_text=_words(content),
         language="en",
         visibility=Visibility.PUBLIC,
         comment_policy=CommentPolicy.OPEN,
