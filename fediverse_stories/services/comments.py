@@ -418,7 +418,7 @@ async def post_local(
         await session.refresh(story, ["author"])
         mentioned = sorted(named.values(), key=lambda actor: actor.id)
         mentions.record(session, comment.id, mentioned)
-        answered = parent.author if parent is not None else story.author
+        answered = await answered_by(session, story, comment)  # the parent is in the session
         note = comment_to_note(ctx, comment, story, author, answered, mentioned)
         create = outbound.activity(ctx, "Create", author, note, to=note["to"], cc=note["cc"])
         create["@context"] = convert.OBJECT_CONTEXT
